@@ -1,0 +1,202 @@
+# snowflake-id: libsnowflake, the snowflake CLI and the snowflaked server.
+#
+#   make              build everything into build/
+#   make run          start one node on PORT (8000) with MACHINE_ID (1)
+#   make test         unit tests (cmocka) and integration tests (pytest)
+#   make SANITIZE=1 test    the same under ASan + UBSan, in build-san/
+#   make SANITIZE=thread test-tsan   threaded generator tests under TSan
+#   make lint | format | install | uninstall | clean | bench | fuzz | e2e
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+CC ?= cc
+PYTHON ?= /usr/bin/python3
+SANITIZE ?= 0
+STATIC ?= 0
+WITH_ETCD ?= auto
+LLHTTP_SRCDIR ?= /usr/share/llhttp
+LLHTTP_INCDIR ?= /usr/share/include/llhttp
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build-san
+SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else ifeq ($(SANITIZE),thread)
+BUILD ?= build-tsan
+SAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer
+else
+BUILD ?= build
+SAN_FLAGS =
+endif
+
+OPT ?= -O2
+CFLAGS ?= $(OPT) -g
+WARN = -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes \
+       -Wmissing-prototypes -Wvla -Werror
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(SAN_FLAGS) $(CFLAGS) \
+             -Iinclude -MMD -MP
+ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
+
+# Dependencies are found at build time; scripts/deps.sh installs missing
+# Debian packages (as root) or prints the command to run.
+DEPS_OK := $(shell sh scripts/deps.sh build >&2 && echo yes)
+ifneq ($(DEPS_OK),yes)
+$(error missing build dependencies: see the deps.sh lines above)
+endif
+
+UV_CFLAGS := $(shell pkg-config --cflags libuv)
+ifeq ($(STATIC),1)
+UV_LIBS := $(shell pkg-config --static --libs libuv)
+ALL_LDFLAGS += -static
+WITH_ETCD := 0
+else
+UV_LIBS := $(shell pkg-config --libs libuv)
+endif
+CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+ifeq ($(WITH_ETCD),auto)
+WITH_ETCD := $(shell pkg-config --exists libcurl jansson && echo 1 || echo 0)
+endif
+ifeq ($(WITH_ETCD),1)
+ETCD_CFLAGS := -DSF_WITH_ETCD=1 $(shell pkg-config --cflags libcurl jansson)
+ETCD_LIBS := $(shell pkg-config --libs libcurl jansson)
+else
+ETCD_CFLAGS := -DSF_WITH_ETCD=0
+ETCD_LIBS :=
+endif
+
+# ------------------------------------------------------------------ sources
+LIB_SRC := $(wildcard src/lib/*.c)
+CLI_SRC := $(wildcard src/cli/*.c)
+SERVER_SRC := $(wildcard src/server/*.c)
+LLHTTP_SRC := $(LLHTTP_SRCDIR)/llhttp.c $(LLHTTP_SRCDIR)/api.c $(LLHTTP_SRCDIR)/http.c
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
+# Everything of the server but main(): linked into unit tests and fuzzers.
+SERVER_CORE_OBJ := $(filter-out $(BUILD)/obj/src/server/main.o,$(SERVER_OBJ))
+LLHTTP_OBJ := $(BUILD)/obj/llhttp/llhttp.o $(BUILD)/obj/llhttp/api.o \
+              $(BUILD)/obj/llhttp/http.o
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+LIB_A := $(BUILD)/libsnowflake.a
+LIB_SO := $(BUILD)/libsnowflake.so
+CLI := $(BUILD)/snowflake
+SERVER := $(BUILD)/snowflaked
+
+SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) -Isrc/server
+SERVER_LIBS = $(UV_LIBS) $(ETCD_LIBS) -lpthread
+
+.PHONY: all run test test-unit test-integration test-tsan lint format \
+        install uninstall clean bench fuzz e2e deps
+
+all: $(LIB_A) $(LIB_SO) $(CLI) $(SERVER) $(BUILD)/snowflake.pc
+
+$(BUILD)/obj/src/lib/%.o: src/lib/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/obj/src/cli/%.o: src/cli/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/src/server/%.o: src/server/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SERVER_CFLAGS) -c $< -o $@
+
+# llhttp is Debian's, compiled from /usr/share/llhttp; its warnings are not
+# ours to fix.
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -fPIC $(SAN_FLAGS) $(CFLAGS) -w -I$(LLHTTP_INCDIR) -c $< -o $@
+
+$(LIB_A): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_SO): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libsnowflake.so.$(firstword $(subst ., ,$(VERSION))) \
+	  $(ALL_LDFLAGS) -o $@ $^ -lpthread
+
+$(CLI): $(CLI_OBJ) $(LIB_A)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(LIB_A) -lpthread
+
+$(SERVER): $(SERVER_OBJ) $(LLHTTP_OBJ) $(LIB_A)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(SERVER_OBJ) $(LLHTTP_OBJ) $(LIB_A) $(SERVER_LIBS)
+
+VERSION := $(shell sed -n 's/^\#define SF_VERSION_STRING "\(.*\)"/\1/p' include/snowflake.h)
+
+$(BUILD)/snowflake.pc: snowflake.pc.in include/snowflake.h
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# ------------------------------------------------------------------- tests
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_A) $(SERVER_CORE_OBJ) $(LLHTTP_OBJ)
+	@sh scripts/deps.sh test
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SERVER_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit $(ALL_LDFLAGS) \
+	  -o $@ $< $(SERVER_CORE_OBJ) $(LLHTTP_OBJ) $(LIB_A) $(CMOCKA_LIBS) $(SERVER_LIBS)
+
+run: $(SERVER)
+	MACHINE_ID=$${MACHINE_ID:-1} PORT=$${PORT:-8000} ./$(SERVER)
+
+test: test-unit test-integration
+
+test-unit: all $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
+
+test-integration: all
+	@sh scripts/deps.sh test
+	SNOWFLAKED=$(abspath $(SERVER)) SNOWFLAKE=$(abspath $(CLI)) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# The threaded generator tests under ThreadSanitizer.
+test-tsan:
+	$(MAKE) SANITIZE=thread build-tsan/tests/test_threads
+	TSAN_OPTIONS=halt_on_error=1 ./build-tsan/tests/test_threads
+
+lint:
+	@sh scripts/deps.sh lint
+	clang-format --dry-run -Werror $(LIB_SRC) $(CLI_SRC) $(SERVER_SRC) \
+	  $(UNIT_SRC) $(wildcard tests/fuzz/*.c bench/*.c) include/snowflake.h \
+	  $(wildcard src/*/*.h tests/unit/*.h)
+	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,performance,portability \
+	  --inline-suppr --suppress=missingIncludeSystem -Iinclude -Isrc/server \
+	  -D__GNUC__ -DSF_WITH_ETCD=1 src tests/unit
+
+format:
+	clang-format -i $(LIB_SRC) $(CLI_SRC) $(SERVER_SRC) $(UNIT_SRC) \
+	  $(wildcard tests/fuzz/*.c bench/*.c) include/snowflake.h \
+	  $(wildcard src/*/*.h tests/unit/*.h)
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	  $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/snowflake.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libsnowflake.so.$(VERSION)
+	ln -sf libsnowflake.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsnowflake.so.$(firstword $(subst ., ,$(VERSION)))
+	ln -sf libsnowflake.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsnowflake.so
+	install -m 644 $(BUILD)/snowflake.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 755 $(CLI) $(SERVER) $(DESTDIR)$(BINDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/snowflake.h $(DESTDIR)$(LIBDIR)/libsnowflake.* \
+	  $(DESTDIR)$(PKGCONFIGDIR)/snowflake.pc $(DESTDIR)$(BINDIR)/snowflake \
+	  $(DESTDIR)$(BINDIR)/snowflaked
+
+clean:
+	rm -rf build build-san build-tsan build-fuzz build-static
+
+deps:
+	sh scripts/deps.sh all
+
+-include $(wildcard $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*.d)
