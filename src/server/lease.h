@@ -1,0 +1,63 @@
+/*
+ * lease.h - machine ids leased from etcd (v3 API, JSON gateway over HTTP).
+ *
+ * A node grants an etcd lease, claims the lowest free key
+ * <prefix><id> with a transaction that succeeds only if the key does not
+ * exist, and keeps the lease alive from a thread of its own. The id is safe
+ * to use only until the lease could have expired on etcd's side, less a
+ * safety margin; sf__lease_machine_id() checks that deadline against the
+ * monotonic clock on every call, so a stalled keepalive thread can never
+ * make the server issue IDs under a lease that may be gone.
+ *
+ * Built only when SF_WITH_ETCD is 1 (libcurl and jansson found).
+ */
+#ifndef SF_LEASE_H
+#define SF_LEASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sf_lease sf_lease;
+
+typedef struct sf_lease_config {
+  const char *endpoints; /* "http://127.0.0.1:2379[,http://...]" */
+  const char *prefix;    /* key prefix, default "/snowflake/machines/" */
+  int ttl_s;             /* lease TTL in seconds, default 10 */
+  uint64_t max_id;       /* the largest machine id the layout allows */
+} sf_lease_config;
+
+typedef enum sf_lease_state {
+  SF_LEASE_HELD = 0, /* an id is held and the lease is fresh */
+  SF_LEASE_LOST,     /* renewal failed past the safety margin: no id */
+  SF_LEASE_STOPPED   /* sf__lease_stop() ran: the lease was revoked */
+} sf_lease_state;
+
+typedef struct sf_lease_stats {
+  int64_t machine_id;    /* the id held, -1 when none */
+  sf_lease_state state;
+  int64_t lease_id;      /* etcd's lease id, 0 when none */
+  int ttl_s;
+  uint64_t acquisitions; /* ids claimed, the first included */
+  uint64_t renewals;     /* keepalives that succeeded */
+  uint64_t renew_errors; /* keepalives that failed */
+  uint64_t losses;       /* times the id was given up as unsafe */
+} sf_lease_stats;
+
+/* sf__lease_start grants a lease and claims an id, trying for at most about
+ * one TTL, then starts the keepalive thread. Returns 0, or -1 with a message
+ * naming what was wrong in err (no endpoints, etcd unreachable, every id
+ * taken). */
+int sf__lease_start(const sf_lease_config *c, sf_lease **out, char *err,
+                    size_t errlen);
+/* sf__lease_machine_id returns the id that may be used now, or -1. Cheap
+ * (atomic loads and one monotonic clock read), safe from any thread. */
+int64_t sf__lease_machine_id(sf_lease *l);
+/* sf__lease_stats_get copies the lease's state and counters. */
+void sf__lease_stats_get(sf_lease *l, sf_lease_stats *out);
+/* sf__lease_state_name returns "held", "lost" or "stopped". */
+const char *sf__lease_state_name(sf_lease_state s);
+/* sf__lease_stop stops the keepalive thread, revokes the lease so the id is
+ * free at once, and frees l. NULL is allowed. */
+void sf__lease_stop(sf_lease *l);
+
+#endif /* SF_LEASE_H */
