@@ -50,7 +50,9 @@ endif
 
 UV_CFLAGS := $(shell pkg-config --cflags libuv)
 ifeq ($(STATIC),1)
-UV_LIBS := $(shell pkg-config --static --libs libuv)
+# Debian ships the static libuv as libuv_a.a, described by libuv-static.pc.
+UV_LIBS := $(shell pkg-config --static --libs libuv-static 2>/dev/null || \
+             pkg-config --static --libs libuv)
 ALL_LDFLAGS += -static
 WITH_ETCD := 0
 else
