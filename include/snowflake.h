@@ -155,6 +155,11 @@ int sf_encode(uint64_t id, sf_format f, char *buf, size_t len);
  * (empty, bad digit, sign, space), or SF_ERANGE (above INT64_MAX). */
 int sf_parse(const char *s, size_t len, sf_format f, uint64_t *id);
 
+/* sf_parse_uint reads the NUL-terminated s as a decimal integer in 0..max:
+ * digits only (no sign, space or prefix). Returns 0, SF_EPARSE (empty or not
+ * all digits) or SF_ERANGE (above max). For flags and environment values. */
+int sf_parse_uint(const char *s, uint64_t max, uint64_t *out);
+
 /* ------------------------------------------------------------- generator */
 
 /* A clock: the current unix time in nanoseconds. */
@@ -174,13 +179,13 @@ typedef int (*sf_persist_fn)(void *ctx, int64_t mark_unix_ms);
 typedef struct sf_config {
   sf_layout layout;
   uint64_t machine_id;
-  int64_t tolerance_ms;     /* a clock behind by more: SF_ECLOCKBACK */
-  sf_clock_fn clock;        /* NULL: sf_clock_monotonic */
+  int64_t tolerance_ms; /* a clock behind by more: SF_ECLOCKBACK */
+  sf_clock_fn clock;    /* NULL: sf_clock_monotonic */
   void *clock_ctx;
-  sf_persist_fn persist;    /* NULL: no high-water mark */
+  sf_persist_fn persist; /* NULL: no high-water mark */
   void *persist_ctx;
-  int64_t floor_unix_ms;    /* issue no ID at or below this ms (0: none) */
-  int64_t persist_lead_ms;  /* how far ahead each persisted mark is */
+  int64_t floor_unix_ms;   /* issue no ID at or below this ms (0: none) */
+  int64_t persist_lead_ms; /* how far ahead each persisted mark is */
 } sf_config;
 
 /* sf_config_init fills *c with the defaults: the seed's layout, machine 0,
