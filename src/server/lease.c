@@ -392,10 +392,11 @@ static size_t prefix_end(const char *p, unsigned char *out) {
 /* taken marks in bits[] the ids that have a key under the prefix. */
 static int taken_ids(conn *c, unsigned char *bits, char *err, size_t errlen) {
   char k[256], e[256];
-  unsigned char end[160];
+  unsigned char end[160] = {0};
   size_t plen = strlen(c->l->prefix);
   b64_encode((const unsigned char *)c->l->prefix, plen, k);
-  b64_encode(end, prefix_end(c->l->prefix, end), e);
+  size_t elen = prefix_end(c->l->prefix, end);
+  b64_encode(end, elen, e);
   json_t *resp;
   int rc =
       post(c, "/v3/kv/range",
