@@ -11,7 +11,7 @@ pkgs_test="libcmocka-dev python3 python3-pytest faketime libfaketime curl etcd-s
 pkgs_lint="cppcheck clang-format clang-tidy"
 pkgs_bench="wrk nginx-light procps"
 pkgs_fuzz="clang libclang-rt-14-dev"
-pkgs_docker="debootstrap musl-tools docker-compose"
+pkgs_docker="debootstrap docker-compose"
 pkgs_etcd="etcd-server etcd-client"
 
 want=""

@@ -1,0 +1,32 @@
+# Dockerfile - the production image, byte for byte Dockerfile.prod below this
+# header (the default when DOCKERFILE is unset); tests/e2e checks they agree.
+# Dockerfile.prod - multi-stage. The build stage links snowflaked statically
+# (glibc + libuv; the server resolves no names, so it needs no NSS, and etcd
+# mode is left out of this build); the runtime stage is FROM scratch and holds
+# that one binary and an empty /data for STATE_FILE, running as nobody.
+FROM debian:bookworm-slim AS build
+
+# libcurl and jansson are not linked here (STATIC=1 builds without etcd);
+# they are installed only because scripts/deps.sh checks the whole group.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      build-essential pkg-config libuv1-dev node-llhttp \
+      libcurl4-openssl-dev libjansson-dev \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY . .
+RUN make STATIC=1 BUILD=build-static build-static/snowflaked \
+ && strip build-static/snowflaked \
+ && mkdir -p /rootfs/data
+
+FROM scratch
+COPY --from=build /src/build-static/snowflaked /usr/local/bin/snowflaked
+COPY --from=build --chown=65534:65534 /rootfs/data /data
+# scratch has no user database: a numeric uid:gid (nobody:nogroup).
+USER 65534:65534
+ENV PATH=/usr/local/bin PORT=8000
+EXPOSE 8000
+HEALTHCHECK --interval=5s --timeout=2s --start-period=5s --retries=3 \
+  CMD ["snowflaked", "--healthcheck"]
+ENTRYPOINT ["snowflaked"]
