@@ -279,8 +279,10 @@ def test_health_and_metrics_show_the_lease(etcd, fleet):
     assert st == 200
     st, body = http(n.url + "/metrics")
     assert st == 200
-    assert "lease" in body
-    assert "held" in body or "lease_state" in body
+    lines = body.splitlines()
+    assert "snowflake_lease_held 1" in lines
+    assert "snowflake_machine_id %d" % mid in lines
+    assert "snowflake_lease_acquisitions_total 1" in lines
 
 
 def test_sigterm_revokes_the_lease_at_once(etcd, fleet):
@@ -420,7 +422,10 @@ def test_etcd_outage_stops_issuing_then_recovers(etcd, fleet, how):
         # Nobody issues while etcd is away.
         for n in nodes:
             assert n.get_id()[0] == 503
-        _, body = http(nodes[0].url + "/health")
+        st, _ = http(nodes[0].url + "/health")
+        assert st == 503  # out of rotation while it cannot issue
+        st, body = http(nodes[0].url + "/metrics")
+        assert st == 200 and "snowflake_lease_held 0" in body.splitlines()
         assert nodes[0].proc.poll() is None  # degraded, not dead
     finally:
         if how == "sigstop":
