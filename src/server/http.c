@@ -1,0 +1,341 @@
+/*
+ * http.c - llhttp callbacks, the output buffer and response framing.
+ */
+#include "http.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *const sf__ep_label[SF_EP_COUNT] = {
+#define SF__EP_LABEL(name, label) label,
+    SF_EP_MAP(SF__EP_LABEL)
+#undef SF__EP_LABEL
+};
+
+const int sf__st_code[SF_ST_COUNT] = {
+#define SF__ST_CODE(code, reason) code,
+    SF_STATUS_MAP(SF__ST_CODE)
+#undef SF__ST_CODE
+};
+
+typedef struct status_line {
+  const char *s;
+  size_t len;
+} status_line;
+
+static const status_line status_lines[SF_ST_COUNT] = {
+#define SF__ST_LINE(code, reason)                                              \
+  {"HTTP/1.1 " #code " " reason "\r\n",                                        \
+   sizeof("HTTP/1.1 " #code " " reason "\r\n") - 1},
+    SF_STATUS_MAP(SF__ST_LINE)
+#undef SF__ST_LINE
+};
+
+size_t sf__u64_dec(char *dst, uint64_t v) {
+  static const char pairs[201] = "00010203040506070809"
+                                 "10111213141516171819"
+                                 "20212223242526272829"
+                                 "30313233343536373839"
+                                 "40414243444546474849"
+                                 "50515253545556575859"
+                                 "60616263646566676869"
+                                 "70717273747576777879"
+                                 "80818283848586878889"
+                                 "90919293949596979899";
+  char tmp[20];
+  char *p = tmp + sizeof tmp;
+  size_t n;
+  while (v >= 100) {
+    unsigned d = (unsigned)(v % 100) * 2;
+    v /= 100;
+    *--p = pairs[d + 1];
+    *--p = pairs[d];
+  }
+  if (v >= 10) {
+    *--p = pairs[v * 2 + 1];
+    *--p = pairs[v * 2];
+  } else {
+    *--p = (char)('0' + v);
+  }
+  n = (size_t)(tmp + sizeof tmp - p);
+  memcpy(dst, p, n);
+  return n;
+}
+
+/* ------------------------------------------------------------ the worker */
+
+int sf__worker_init(sf_worker *w, sf_node *node, sf_srv_stats *stats) {
+  memset(w, 0, sizeof *w);
+  w->node = node;
+  w->stats = stats;
+  w->ids = malloc(sizeof *w->ids *
+                  (node->cfg->max_batch ? node->cfg->max_batch : 1));
+  if (!w->ids)
+    return -1;
+  sf__worker_set_date(w, (int64_t)time(NULL));
+  return 0;
+}
+
+void sf__worker_free(sf_worker *w) {
+  free(w->ids);
+  w->ids = NULL;
+}
+
+void sf__worker_set_date(sf_worker *w, int64_t unix_s) {
+  time_t t = (time_t)unix_s;
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  w->date_len = strftime(w->date, sizeof w->date,
+                         "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+}
+
+/* ---------------------------------------------------------------- output */
+
+/* reserve makes room for n more bytes: 0 or -1. The buffer only grows
+ * while the connection lives, so steady traffic allocates nothing. */
+static int reserve(sf_http_conn *c, size_t n) {
+  size_t need = c->out_len + n, cap;
+  char *p;
+  if (need <= c->out_cap)
+    return 0;
+  for (cap = c->out_cap * 2; cap < need; cap *= 2)
+    ;
+  if (c->out == c->out_inline) {
+    p = malloc(cap);
+    if (p)
+      memcpy(p, c->out, c->out_len);
+  } else {
+    p = realloc(c->out, cap);
+  }
+  if (!p)
+    return -1;
+  c->out = p;
+  c->out_cap = cap;
+  return 0;
+}
+
+char *sf__http_body(sf_http_conn *c, size_t max) {
+  if (reserve(c, SF_HTTP_HEADROOM + max))
+    return NULL;
+  return c->out + c->out_len + SF_HTTP_HEADROOM;
+}
+
+#define PUT(p, lit)                                                            \
+  (memcpy((p), (lit), sizeof(lit) - 1), (p) += sizeof(lit) - 1)
+
+void sf__http_respond(sf_http_conn *c, sf_st st, const char *ctype,
+                      size_t body_len, const char *extra, size_t extra_len) {
+  char *start = c->out + c->out_len, *p = start;
+  const char *body = start + SF_HTTP_HEADROOM;
+  size_t ctlen = strlen(ctype);
+  const sf_worker *w = c->w;
+
+  memcpy(p, status_lines[st].s, status_lines[st].len);
+  p += status_lines[st].len;
+  memcpy(p, w->date, w->date_len);
+  p += w->date_len;
+  PUT(p, "Content-Type: ");
+  memcpy(p, ctype, ctlen);
+  p += ctlen;
+  PUT(p, "\r\nContent-Length: ");
+  p += sf__u64_dec(p, body_len);
+  PUT(p, "\r\n");
+  if (c->closing)
+    PUT(p, "Connection: close\r\n");
+  else if (c->http10)
+    PUT(p, "Connection: keep-alive\r\n");
+  if (extra) {
+    memcpy(p, extra, extra_len);
+    p += extra_len;
+  }
+  PUT(p, "\r\n");
+  if (!c->head) {
+    memmove(p, body, body_len);
+    p += body_len;
+  }
+  c->out_len += (size_t)(p - start);
+  sf__ctr_add(&w->stats->requests[c->ep][st], 1);
+}
+
+void sf__http_error(sf_http_conn *c, sf_st st, const char *msg,
+                    const char *extra, size_t extra_len) {
+  size_t n = strlen(msg);
+  char *b = sf__http_body(c, 16 + n * 6), *p = b;
+  static const char hex[] = "0123456789abcdef";
+  if (!b) {
+    c->closing = 1;
+    return;
+  }
+  PUT(p, "{\"error\": \"");
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)msg[i];
+    if (ch == '"' || ch == '\\') {
+      *p++ = '\\';
+      *p++ = (char)ch;
+    } else if (ch < 0x20 || ch >= 0x7f) {
+      PUT(p, "\\u00");
+      *p++ = hex[ch >> 4];
+      *p++ = hex[ch & 15];
+    } else {
+      *p++ = (char)ch;
+    }
+  }
+  PUT(p, "\"}");
+  sf__http_respond(c, st, "application/json", (size_t)(p - b), extra,
+                   extra_len);
+}
+
+/* -------------------------------------------------------- llhttp glue */
+
+static sf_http_conn *conn_of(llhttp_t *p) {
+  return (sf_http_conn *)p->data;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  sf_http_conn *c = conn_of(p);
+  c->url_len = 0;
+  c->header_bytes = 0;
+  c->has_body = 0;
+  c->head = 0;
+  c->ep = SF_EP_OTHER;
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  sf_http_conn *c = conn_of(p);
+  if (len > SF_HTTP_URL_MAX - c->url_len) {
+    c->err_status = 414;
+    c->err_msg = "request target longer than 2048 bytes";
+    return -1;
+  }
+  memcpy(c->url + c->url_len, at, len);
+  c->url_len += len;
+  return 0;
+}
+
+static int on_header_bytes(llhttp_t *p, const char *at, size_t len) {
+  sf_http_conn *c = conn_of(p);
+  (void)at;
+  c->header_bytes += len + 2; /* ": " or CRLF, roughly */
+  if (c->header_bytes > SF_HTTP_HEADER_MAX) {
+    c->err_status = 431;
+    c->err_msg = "request header fields larger than 8192 bytes";
+    return -1;
+  }
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  sf_http_conn *c = conn_of(p);
+  if (p->http_major != 1 || p->http_minor > 1) {
+    c->err_status = 505;
+    c->err_msg = "only HTTP/1.0 and HTTP/1.1 are supported";
+    return -1;
+  }
+  c->http10 = p->http_minor == 0;
+  c->head = p->method == HTTP_HEAD;
+  c->keep_alive = llhttp_should_keep_alive(p);
+  c->has_body = (p->flags & F_CHUNKED) ||
+                ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  sf_http_conn *c = conn_of(p);
+  if (!c->keep_alive)
+    c->closing = 1;
+  sf__http_dispatch(c);
+  if (c->closing || c->out_len >= SF_HTTP_OUT_PAUSE)
+    return HPE_PAUSED;
+  return 0;
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_bytes,
+    .on_header_value = on_header_bytes,
+    .on_headers_complete = on_headers_complete,
+    .on_message_complete = on_message_complete,
+};
+
+void sf__http_init(sf_http_conn *c, sf_worker *w) {
+  llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+  c->parser.data = c;
+  c->w = w;
+  c->out = c->out_inline;
+  c->out_len = 0;
+  c->out_cap = sizeof c->out_inline;
+  c->url_len = c->header_bytes = 0;
+  c->err_status = 0;
+  c->err_msg = NULL;
+  c->closing = c->keep_alive = c->has_body = c->http10 = c->head = 0;
+  c->ep = SF_EP_OTHER;
+}
+
+void sf__http_free(sf_http_conn *c) {
+  if (c->out != c->out_inline)
+    free(c->out);
+  c->out = c->out_inline;
+  c->out_cap = sizeof c->out_inline;
+  c->out_len = 0;
+}
+
+void sf__http_sent(sf_http_conn *c) {
+  c->out_len = 0;
+  /* A huge /ids answer should not pin its buffer for the connection's
+   * life; anything up to 1 MiB is kept for the next one. */
+  if (c->out != c->out_inline && c->out_cap > (1u << 20))
+    sf__http_free(c);
+}
+
+/* parse_error answers a request llhttp refused, then closes. */
+static void parse_error(sf_http_conn *c, llhttp_errno_t e) {
+  char msg[160];
+  sf_st st = SF_ST_400;
+  const char *reason = llhttp_get_error_reason(&c->parser);
+  c->closing = 1;
+  c->head = 0;
+  c->ep = SF_EP_OTHER;
+  if (c->err_status == 414)
+    st = SF_ST_414;
+  else if (c->err_status == 431)
+    st = SF_ST_431;
+  else if (c->err_status == 505 || e == HPE_INVALID_VERSION)
+    st = SF_ST_505;
+  if (c->err_status) {
+    sf__http_error(c, st, c->err_msg, NULL, 0);
+    return;
+  }
+  if (e == HPE_INVALID_VERSION) {
+    sf__http_error(c, st, "only HTTP/1.0 and HTTP/1.1 are supported", NULL, 0);
+    return;
+  }
+  strcpy(msg, "malformed request: ");
+  strncat(msg, reason ? reason : llhttp_errno_name(e),
+          sizeof msg - strlen(msg) - 1);
+  sf__http_error(c, st, msg, NULL, 0);
+}
+
+size_t sf__http_feed(sf_http_conn *c, const char *data, size_t len) {
+  llhttp_errno_t e;
+  if (c->closing)
+    return len;
+  e = llhttp_execute(&c->parser, data, len);
+  if (e == HPE_OK)
+    return len;
+  if (e == HPE_PAUSED) {
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    llhttp_resume(&c->parser);
+    if (c->closing || !pos)
+      return len;
+    return (size_t)(pos - data);
+  }
+  if (e == HPE_PAUSED_UPGRADE) { /* answered as a plain request; done */
+    c->closing = 1;
+    return len;
+  }
+  parse_error(c, e);
+  return len;
+}

@@ -1,0 +1,82 @@
+/*
+ * http.h - one HTTP/1.x connection as a pure function: request bytes in,
+ * response bytes appended to the connection's output buffer. No sockets and
+ * no event loop here, so unit tests and fuzzers drive it directly.
+ *
+ * Requests are parsed with llhttp; responses to pipelined requests are
+ * appended in order. The caller writes out[0..out_len) to the peer, then
+ * calls sf__http_sent(); when sf__http_closing() is true it closes the
+ * connection once the output is written.
+ */
+#ifndef SF_SRV_HTTP_H
+#define SF_SRV_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+#include "node.h"
+
+#define SF_HTTP_URL_MAX 2048     /* longer request target: 414 */
+#define SF_HTTP_HEADER_MAX 8192  /* larger header section: 431 */
+#define SF_HTTP_OUT_INLINE 4096  /* output kept inside the connection */
+#define SF_HTTP_OUT_PAUSE 262144 /* stop parsing with this much unsent */
+#define SF_HTTP_HEADROOM 512     /* room reserved for response headers */
+
+typedef struct sf_http_conn {
+  llhttp_t parser;
+  sf_worker *w;
+  char *out; /* out_inline, or the heap once a response outgrew it */
+  size_t out_len, out_cap;
+  size_t url_len, header_bytes;
+  int err_status; /* 414 or 431 found by a callback, 0: none */
+  const char *err_msg;
+  int closing;    /* close once out is written; further input ignored */
+  int keep_alive; /* of the current request */
+  int has_body;   /* of the current request */
+  int http10;     /* the current request is HTTP/1.0 */
+  int head;       /* the current request is HEAD: no body sent */
+  sf_ep ep;       /* the current request's endpoint, for metrics */
+  char url[SF_HTTP_URL_MAX];
+  char out_inline[SF_HTTP_OUT_INLINE];
+} sf_http_conn;
+
+/* sf__http_init readies c for a new connection served by w. */
+void sf__http_init(sf_http_conn *c, sf_worker *w);
+/* sf__http_free releases what c allocated; c can be initialized again. */
+void sf__http_free(sf_http_conn *c);
+/* sf__http_feed parses data and appends the responses to c->out. Returns
+ * the bytes consumed: less than len only when parsing stopped because
+ * SF_HTTP_OUT_PAUSE bytes of output wait; feed the rest after sending. */
+size_t sf__http_feed(sf_http_conn *c, const char *data, size_t len);
+/* sf__http_sent empties c->out after the caller wrote all of it. */
+void sf__http_sent(sf_http_conn *c);
+static inline int sf__http_closing(const sf_http_conn *c) {
+  return c->closing;
+}
+
+/* ---- for the routes: building responses in c->out ---- */
+
+/* sf__http_body reserves room for a body of at most max bytes after the
+ * headroom and returns where to write it, or NULL when out of memory. */
+char *sf__http_body(sf_http_conn *c, size_t max);
+/* sf__http_respond writes the status line and headers in front of the body
+ * written at sf__http_body() (dropped for HEAD) and counts the request.
+ * extra: more header lines, each ending in CRLF, or NULL. */
+void sf__http_respond(sf_http_conn *c, sf_st st, const char *ctype,
+                      size_t body_len, const char *extra, size_t extra_len);
+/* sf__http_error answers st with {"error": msg} (msg is JSON-escaped). */
+void sf__http_error(sf_http_conn *c, sf_st st, const char *msg,
+                    const char *extra, size_t extra_len);
+/* sf__u64_dec writes v in decimal to dst (20 bytes suffice); returns the
+ * length. */
+size_t sf__u64_dec(char *dst, uint64_t v);
+
+/* sf__http_dispatch (routes.c) answers the complete request in c. */
+void sf__http_dispatch(sf_http_conn *c);
+
+extern const char *const sf__ep_label[SF_EP_COUNT];
+extern const int sf__st_code[SF_ST_COUNT];
+
+#endif /* SF_SRV_HTTP_H */

@@ -1,0 +1,517 @@
+/*
+ * server.c - sockets and event loops: accept, read, feed the pure HTTP
+ * connection (http.c), write, time out, shut down.
+ *
+ * Each connection has at most one write in flight; while it is, reading
+ * stops, so a client that does not read its answers only ever holds its own
+ * buffers. Reads go into one buffer per loop: the bytes are parsed before
+ * the next read, and only what parsing left over (rare) is copied aside.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <uv.h>
+
+#include "http.h"
+
+#define READ_BUF 65536
+#define DRAIN_MS 2000 /* after answering "close", wait this long for EOF */
+#define STOP_MS 500   /* in-flight work gets this long at shutdown */
+
+typedef struct worker worker;
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  worker *wk;
+  struct conn *prev, *next;
+  uint64_t last_active; /* uv_now() of the last progress */
+  int writing, closed, draining, eof;
+  char *pending; /* input parsing left over while output waited */
+  size_t pending_off, pending_len;
+  sf_http_conn http;
+} conn;
+
+struct worker {
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_async_t stop_async;
+  uv_timer_t tick, stop_timer;
+  uv_thread_t thread;
+  int fd;
+  int stopping, finished, started;
+  uint64_t tick_ms;
+  sf_server *srv;
+  conn *conns; /* every open connection, for the idle sweep */
+  sf_worker w;
+  char rbuf[READ_BUF];
+};
+
+struct sf_server {
+  sf_node *node;
+  unsigned nworkers;
+  unsigned port;
+  worker **workers;
+};
+
+static const char refuse_msg[] =
+    "HTTP/1.1 503 Service Unavailable\r\n"
+    "Content-Type: application/json\r\n"
+    "Content-Length: 45\r\n"
+    "Connection: close\r\n"
+    "Retry-After: 1\r\n"
+    "\r\n"
+    "{\"error\": \"too many open connections, retry\"}";
+
+static void process(conn *c, const char *data, size_t len);
+
+/* ----------------------------------------------------------- connections */
+
+static void maybe_finish(worker *wk);
+
+static void on_close(uv_handle_t *h) {
+  conn *c = h->data;
+  worker *wk = c->wk;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    wk->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  sf__http_free(&c->http);
+  free(c->pending);
+  free(c);
+  atomic_fetch_sub_explicit(&wk->srv->node->open_conns, 1,
+                            memory_order_relaxed);
+  maybe_finish(wk);
+}
+
+static void close_conn(conn *c) {
+  if (c->closed)
+    return;
+  c->closed = 1;
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  conn *c = h->data;
+  (void)hint;
+  *buf = uv_buf_init(c->wk->rbuf, sizeof c->wk->rbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  conn *c = req->data;
+  if (status < 0)
+    close_conn(c);
+}
+
+/* finish answers "close": send FIN, then read and drop until the peer
+ * closes too, so unread request bytes cannot turn into a reset that
+ * destroys the answer in flight. */
+static void finish(conn *c) {
+  if (c->draining || c->closed)
+    return;
+  c->draining = 1;
+  c->last_active = uv_now(&c->wk->loop);
+  c->sreq.data = c;
+  if (c->eof || uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown)) {
+    close_conn(c);
+    return;
+  }
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_write(uv_write_t *req, int status);
+
+/* flush sends c's output: 0 when all is written, 1 when a write is in
+ * flight, -1 when the connection is closing. */
+static int flush(conn *c) {
+  sf_http_conn *h = &c->http;
+  if (h->out_len > 0) {
+    uv_buf_t b = uv_buf_init(h->out, (unsigned)h->out_len);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == (int)h->out_len) {
+      sf__http_sent(h);
+    } else if (r >= 0 || r == UV_EAGAIN) {
+      size_t off = r > 0 ? (size_t)r : 0;
+      b = uv_buf_init(h->out + off, (unsigned)(h->out_len - off));
+      c->wreq.data = c;
+      if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write)) {
+        close_conn(c);
+        return -1;
+      }
+      c->writing = 1;
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      return 1;
+    } else {
+      close_conn(c);
+      return -1;
+    }
+  }
+  if (sf__http_closing(h) || c->wk->stopping) {
+    if (c->wk->stopping)
+      close_conn(c);
+    else
+      finish(c);
+    return -1;
+  }
+  return 0;
+}
+
+/* resume feeds input left over from before, then reads again. */
+static void resume(conn *c) {
+  while (c->pending_len > 0 && !c->closed) {
+    size_t used =
+        sf__http_feed(&c->http, c->pending + c->pending_off, c->pending_len);
+    c->pending_off += used;
+    c->pending_len -= used;
+    if (flush(c) != 0)
+      return;
+  }
+  if (c->closed || c->draining)
+    return;
+  if (c->eof) {
+    close_conn(c);
+    return;
+  }
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  conn *c = req->data;
+  c->writing = 0;
+  if (status < 0 || c->closed) {
+    close_conn(c);
+    return;
+  }
+  c->last_active = uv_now(&c->wk->loop);
+  sf__http_sent(&c->http);
+  if (flush(c) != 0)
+    return;
+  resume(c);
+}
+
+static void process(conn *c, const char *data, size_t len) {
+  while (len > 0) {
+    size_t used = sf__http_feed(&c->http, data, len);
+    int r;
+    data += used;
+    len -= used;
+    r = flush(c);
+    if (r < 0)
+      return;
+    if (r > 0) {
+      if (len > 0) { /* parsing paused on a full output buffer */
+        char *p = realloc(c->pending, len);
+        if (!p) {
+          close_conn(c);
+          return;
+        }
+        memcpy(p, data, len);
+        c->pending = p;
+        c->pending_off = 0;
+        c->pending_len = len;
+      }
+      return;
+    }
+  }
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  conn *c = s->data;
+  if (c->closed)
+    return;
+  if (n > 0) {
+    c->last_active = uv_now(&c->wk->loop);
+    if (!c->draining)
+      process(c, buf->base, (size_t)n);
+  } else if (n < 0) {
+    c->eof = 1;
+    uv_read_stop(s);
+    if (!c->writing)
+      close_conn(c);
+  }
+}
+
+static void on_refused_close(uv_handle_t *h) {
+  free(h);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  worker *wk = server->data;
+  sf_node *node = wk->srv->node;
+  conn *c;
+  int64_t open;
+  if (status < 0 || wk->stopping)
+    return;
+  open = atomic_fetch_add_explicit(&node->open_conns, 1, memory_order_relaxed);
+  if (open >= (int64_t)node->cfg->max_connections) {
+    uv_tcp_t *t = malloc(sizeof *t);
+    atomic_fetch_sub_explicit(&node->open_conns, 1, memory_order_relaxed);
+    if (!t)
+      return;
+    uv_tcp_init(&wk->loop, t);
+    if (uv_accept(server, (uv_stream_t *)t) == 0) {
+      uv_buf_t b = uv_buf_init((char *)refuse_msg, sizeof refuse_msg - 1);
+      uv_try_write((uv_stream_t *)t, &b, 1);
+      sf__ctr_add(&wk->w.stats->conns_refused, 1);
+    }
+    uv_close((uv_handle_t *)t, on_refused_close);
+    return;
+  }
+  c = calloc(1, sizeof *c);
+  if (!c) {
+    atomic_fetch_sub_explicit(&node->open_conns, 1, memory_order_relaxed);
+    return;
+  }
+  c->wk = wk;
+  uv_tcp_init(&wk->loop, &c->tcp);
+  c->tcp.data = c;
+  c->next = wk->conns;
+  if (wk->conns)
+    wk->conns->prev = c;
+  wk->conns = c;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    close_conn(c);
+    return;
+  }
+  sf__ctr_add(&wk->w.stats->conns_accepted, 1);
+  uv_tcp_nodelay(&c->tcp, 1);
+  sf__http_init(&c->http, &wk->w);
+  c->last_active = uv_now(&wk->loop);
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ---------------------------------------------------------------- workers */
+
+static void on_tick(uv_timer_t *t) {
+  worker *wk = t->data;
+  uint64_t now = uv_now(&wk->loop);
+  int64_t idle = wk->srv->node->cfg->idle_timeout_ms;
+  sf__worker_set_date(&wk->w, (int64_t)time(NULL));
+  for (conn *c = wk->conns, *next; c; c = next) {
+    int64_t limit = c->draining && idle > DRAIN_MS ? DRAIN_MS : idle;
+    next = c->next;
+    if (!c->closed && now - c->last_active >= (uint64_t)limit) {
+      if (!c->draining)
+        sf__ctr_add(&wk->w.stats->conns_idle_closed, 1);
+      close_conn(c);
+    }
+  }
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  (void)h;
+}
+
+static void maybe_finish(worker *wk) {
+  if (!wk->stopping || wk->conns || wk->finished)
+    return;
+  wk->finished = 1;
+  uv_close((uv_handle_t *)&wk->tick, on_handle_closed);
+  uv_close((uv_handle_t *)&wk->stop_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&wk->stop_async, on_handle_closed);
+}
+
+static void on_stop_timer(uv_timer_t *t) {
+  worker *wk = t->data;
+  for (conn *c = wk->conns; c; c = c->next)
+    close_conn(c);
+  maybe_finish(wk);
+}
+
+static void on_stop(uv_async_t *a) {
+  worker *wk = a->data;
+  if (wk->stopping)
+    return;
+  wk->stopping = 1;
+  uv_close((uv_handle_t *)&wk->listener, on_handle_closed);
+  /* Idle connections go now; the others once their answers are out. */
+  for (conn *c = wk->conns; c; c = c->next)
+    if (!c->writing && c->pending_len == 0)
+      close_conn(c);
+  uv_timer_start(&wk->stop_timer, on_stop_timer, STOP_MS, 0);
+  maybe_finish(wk);
+}
+
+static void worker_main(void *arg) {
+  worker *wk = arg;
+  uv_run(&wk->loop, UV_RUN_DEFAULT);
+}
+
+static void worker_free(worker *wk) {
+  if (!wk)
+    return;
+  if (wk->started) {
+    uv_run(&wk->loop, UV_RUN_DEFAULT); /* run pending close callbacks */
+    uv_loop_close(&wk->loop);
+  }
+  if (wk->fd >= 0)
+    close(wk->fd);
+  sf__worker_free(&wk->w);
+  free(wk);
+}
+
+/* listen_socket makes one SO_REUSEPORT listening socket: fd or -1. */
+static int listen_socket(const sf_srv_config *cfg, unsigned port, char *err,
+                         size_t errlen) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int one = 1, fd;
+  memset(&ss, 0, sizeof ss);
+  if (cfg->bind_v6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    inet_pton(AF_INET6, cfg->bind, &a->sin6_addr);
+    sl = sizeof *a;
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, cfg->bind, &a->sin_addr);
+    sl = sizeof *a;
+  }
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+      bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 4096) != 0) {
+    snprintf(err, errlen, "cannot listen on %s%s%s:%u: %s",
+             cfg->bind_v6 ? "[" : "", cfg->bind, cfg->bind_v6 ? "]" : "", port,
+             strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static unsigned bound_port(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+    return 0;
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static int worker_new(sf_server *s, unsigned i, char *err, size_t errlen) {
+  const sf_srv_config *cfg = s->node->cfg;
+  worker *wk = calloc(1, sizeof *wk);
+  uint64_t tick;
+  if (!wk) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  s->workers[i] = wk;
+  wk->srv = s;
+  wk->fd = -1;
+  if (sf__worker_init(&wk->w, s->node, &s->node->stats[i])) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  wk->fd = listen_socket(cfg, s->port, err, errlen);
+  if (wk->fd < 0)
+    return -1;
+  if (s->port == 0)
+    s->port = bound_port(wk->fd); /* PORT=0: the others share this one */
+  if (uv_loop_init(&wk->loop)) {
+    snprintf(err, errlen, "cannot create an event loop");
+    return -1;
+  }
+  wk->started = 1;
+  uv_tcp_init(&wk->loop, &wk->listener);
+  wk->listener.data = wk;
+  if (uv_tcp_open(&wk->listener, wk->fd)) {
+    snprintf(err, errlen, "cannot use the listening socket");
+    return -1;
+  }
+  wk->fd = -1; /* the handle owns it now */
+  if (uv_listen((uv_stream_t *)&wk->listener, 4096, on_connection)) {
+    snprintf(err, errlen, "cannot listen");
+    return -1;
+  }
+  uv_async_init(&wk->loop, &wk->stop_async, on_stop);
+  wk->stop_async.data = wk;
+  uv_timer_init(&wk->loop, &wk->stop_timer);
+  wk->stop_timer.data = wk;
+  uv_timer_init(&wk->loop, &wk->tick);
+  wk->tick.data = wk;
+  tick = (uint64_t)cfg->idle_timeout_ms / 2;
+  tick = tick < 5 ? 5 : tick > 250 ? 250 : tick;
+  uv_timer_start(&wk->tick, on_tick, tick, tick);
+  return 0;
+}
+
+int sf__server_start(sf_node *node, sf_server **out, char *err, size_t errlen) {
+  sf_server *s = calloc(1, sizeof *s);
+  unsigned n = node->cfg->threads;
+  if (!s || !(s->workers = calloc(n, sizeof *s->workers))) {
+    free(s);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  s->node = node;
+  s->port = node->cfg->port;
+  for (unsigned i = 0; i < n; i++) {
+    if (worker_new(s, i, err, errlen))
+      goto fail;
+    s->nworkers = i + 1;
+  }
+  for (unsigned i = 0; i < n; i++)
+    if (uv_thread_create(&s->workers[i]->thread, worker_main, s->workers[i])) {
+      snprintf(err, errlen, "cannot start thread %u", i);
+      /* The running ones are stopped by sf__server_stop. */
+      s->nworkers = i;
+      sf__server_stop(s);
+      return -1;
+    }
+  *out = s;
+  return 0;
+fail:
+  for (unsigned i = 0; i < n; i++) {
+    worker *wk = s->workers[i];
+    if (wk && wk->started) {
+      uv_close((uv_handle_t *)&wk->listener, NULL);
+      if (wk->stop_async.loop)
+        uv_close((uv_handle_t *)&wk->stop_async, NULL);
+      if (wk->tick.loop) {
+        uv_close((uv_handle_t *)&wk->tick, NULL);
+        uv_close((uv_handle_t *)&wk->stop_timer, NULL);
+      }
+    }
+    worker_free(wk);
+  }
+  free(s->workers);
+  free(s);
+  return -1;
+}
+
+unsigned sf__server_port(const sf_server *s) {
+  return s->port;
+}
+
+void sf__server_stop(sf_server *s) {
+  for (unsigned i = 0; i < s->nworkers; i++)
+    uv_async_send(&s->workers[i]->stop_async);
+  for (unsigned i = 0; i < s->nworkers; i++) {
+    uv_thread_join(&s->workers[i]->thread);
+    worker_free(s->workers[i]);
+  }
+  free(s->workers);
+  free(s);
+}
