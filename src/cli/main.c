@@ -454,10 +454,9 @@ static const command commands[] = {
 };
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fputs(usage_text, stderr);
-    return 2;
-  }
+  if (argc < 2)
+    usage_error("a command is required (gen, decode, bench, --help, "
+                "--version)");
   const char *cmd = argv[1];
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
       strcmp(cmd, "help") == 0) {
