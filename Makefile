@@ -96,7 +96,7 @@ SERVER := $(BUILD)/snowflaked
 SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) -Isrc/server
 SERVER_LIBS = $(UV_LIBS) $(ETCD_LIBS) -lpthread
 
-.PHONY: all run test test-unit test-integration test-tsan lint format \
+.PHONY: bench-gen all run test test-unit test-integration test-tsan lint format \
         install uninstall clean bench fuzz e2e deps
 
 all: $(LIB_A) $(LIB_SO) $(CLI) $(SERVER) $(BUILD)/snowflake.pc
@@ -154,6 +154,17 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit $(ALL_LDFLAGS) \
 	  -o $@ $< $(LIB_A) $(CMOCKA_LIBS) -lpthread
+
+# The generator benchmark: in-process IDs/s (1 and 2 threads) against the
+# layout's limit, ns per ID on a wide-sequence layout, and the CLI's
+# `gen -n 4096000` time. Prints numbers; never fails on them.
+BENCH_GEN := $(BUILD)/bench/bench_gen
+$(BENCH_GEN): bench/bench_gen.c $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) -lpthread
+
+bench-gen: $(BENCH_GEN) $(CLI)
+	./$(BENCH_GEN) --cli ./$(CLI)
 
 run: $(SERVER)
 	MACHINE_ID=$${MACHINE_ID:-1} PORT=$${PORT:-8000} ./$(SERVER)
