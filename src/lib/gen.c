@@ -189,6 +189,8 @@ static int renew_mark(sf_gen *g, int64_t unix_ms) {
  * one millisecond. */
 static inline int reserve(sf_gen *g, uint64_t want, uint64_t *first,
                           uint64_t *n, int64_t *wait_ms) {
+  /* The state first, then the clock: every ID in that state was issued
+   * before this clock read, so a later ms in it means the clock is behind. */
   uint64_t old = atomic_load_explicit(&g->state, memory_order_relaxed);
   int64_t now = now_ts(g);
   int64_t ts;
@@ -220,8 +222,8 @@ static inline int reserve(sf_gen *g, uint64_t want, uint64_t *first,
         count(behind > 0 ? &g->clock_back_waits : &g->sequence_waits);
         sf__sleep_until(g->clock, g->clock_ctx,
                         (last_ts + 1 + g->epoch_ms) * SF__NS_PER_MS);
-        now = now_ts(g);
         old = atomic_load_explicit(&g->state, memory_order_relaxed);
+        now = now_ts(g);
         continue;
       }
     }
@@ -237,6 +239,11 @@ static inline int reserve(sf_gen *g, uint64_t want, uint64_t *first,
             &g->state, &old, base | (seq + take - 1), memory_order_relaxed,
             memory_order_relaxed))
       break;
+    /* Another thread got in first. If it reached a later ms than our clock
+     * read, our read is stale (we were preempted), not a clock step: read
+     * again, so the state is always compared with a clock read after it. */
+    if ((int64_t)(old >> g->ts_shift) > now)
+      now = now_ts(g);
   }
   int64_t unix_ms = ts + g->epoch_ms;
   if (unix_ms >=

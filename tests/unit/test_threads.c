@@ -3,6 +3,7 @@
 #include "sf_test.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 enum { NTHREADS = 4, PER_THREAD = 1000000, BATCH = 1000 };
@@ -106,11 +107,83 @@ static void test_machine_id_changes(void **state) {
   sf_gen_free(g);
 }
 
+/* Persistence under threads: a short lead makes the mark move often; every
+ * ID a thread gets is below the durable mark when it returns. */
+typedef struct durable {
+  _Atomic int64_t mark;
+  _Atomic int calls;
+} durable;
+
+static int persist_mark(void *ctx, int64_t mark) {
+  durable *d = ctx;
+  atomic_fetch_add(&d->calls, 1);
+  int64_t old = atomic_load(&d->mark);
+  if (mark <= old)
+    return SF_EINVAL; /* marks must only move up */
+  atomic_store(&d->mark, mark);
+  return SF_OK;
+}
+
+typedef struct pworker {
+  sf_gen *g;
+  durable *d;
+  int rc;
+  int below;
+} pworker;
+
+static void *pwork(void *arg) {
+  pworker *w = arg;
+  sf_layout l;
+  sf_layout_default(&l);
+  w->below = 1;
+  for (int i = 0; i < 300000 && w->rc == SF_OK; i++) {
+    uint64_t id;
+    w->rc = sf_gen_next(w->g, &id, NULL);
+    sf_parts p;
+    sf_decode(&l, id, &p);
+    if (w->rc == SF_OK && p.unix_ms >= atomic_load(&w->d->mark))
+      w->below = 0;
+  }
+  return NULL;
+}
+
+static void test_threads_persist(void **state) {
+  (void)state;
+  durable d = {0, 0};
+  sf_config c;
+  sf_config_init(&c);
+  c.machine_id = 3;
+  c.persist = persist_mark;
+  c.persist_ctx = &d;
+  c.persist_lead_ms = 20;
+  sf_gen *g;
+  assert_int_equal(sf_gen_new(&c, &g), SF_OK);
+  pworker w[NTHREADS];
+  pthread_t th[NTHREADS];
+  for (int i = 0; i < NTHREADS; i++) {
+    w[i] = (pworker){g, &d, SF_OK, 1};
+    assert_int_equal(pthread_create(&th[i], NULL, pwork, &w[i]), 0);
+  }
+  for (int i = 0; i < NTHREADS; i++) {
+    assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(w[i].rc, SF_OK);
+    assert_true(w[i].below);
+  }
+  sf_gen_stats st;
+  sf_gen_stats_get(g, &st);
+  assert_int_equal(st.persist_errors, 0);
+  assert_int_equal(st.persists, (uint64_t)atomic_load(&d.calls));
+  assert_int_equal(st.mark_unix_ms, atomic_load(&d.mark));
+  assert_true(st.last_unix_ms < st.mark_unix_ms);
+  sf_gen_free(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_four_threads_default),
       cmocka_unit_test(test_four_threads_wide),
       cmocka_unit_test(test_machine_id_changes),
+      cmocka_unit_test(test_threads_persist),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
