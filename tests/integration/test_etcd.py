@@ -156,8 +156,8 @@ class Node:
                 raise AssertionError("snowflaked exited %d:\n%s"
                                      % (self.proc.returncode, self.output()))
             st, _, mid = self.get_id()
-            return mid if st == 200 else None
-        return wait_for("a node to serve /id", ready)
+            return (mid,) if st == 200 else None  # id 0 is falsy
+        return wait_for("a node to serve /id", ready)[0]
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
