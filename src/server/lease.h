@@ -33,9 +33,9 @@ typedef enum sf_lease_state {
 } sf_lease_state;
 
 typedef struct sf_lease_stats {
-  int64_t machine_id;    /* the id held, -1 when none */
+  int64_t machine_id; /* the id held, -1 when none */
   sf_lease_state state;
-  int64_t lease_id;      /* etcd's lease id, 0 when none */
+  int64_t lease_id; /* etcd's lease id, 0 when none */
   int ttl_s;
   uint64_t acquisitions; /* ids claimed, the first included */
   uint64_t renewals;     /* keepalives that succeeded */
