@@ -248,12 +248,16 @@ def wait_healthy(cl, nodes, since, timeout=180):
 
 def listening(cid, started):
     """When the container started at `started` logged its start-up line
-    ("... listening on ..."), by docker's log timestamps."""
-    p = run(["docker", "logs", "-t", "--since", "%.3f" % (started - 0.001), cid],
+    ("... listening on ..."), by docker's log timestamps. StartedAt is taken
+    when runc returns, so the line can come a few ms before it: that counts
+    as `started`."""
+    p = run(["docker", "logs", "-t", "--since", "%.3f" % (started - 1.0), cid],
             timeout=30)
     for line in p.stdout.splitlines():
         if "listening on" in line:
-            return parse_ts(line.split(" ", 1)[0])
+            t = parse_ts(line.split(" ", 1)[0])
+            if t >= started - 1.0:
+                return max(t, started)
     raise Failure("no 'listening on' line in the log of %s" % cid)
 
 
@@ -539,7 +543,8 @@ def main():
           "from docker's kill event to the die event, slowest node." %
           (" ".join(COMPOSE), STOP_BOUND_S))
     print("Start to listening: docker's StartedAt to the timestamp docker "
-          "gave snowflaked's start-up line.")
+          "gave snowflaked's start-up line (StartedAt is recorded when runc "
+          "returns, so 0.000 means the line came first).")
     print("Start to healthy: docker's StartedAt to the first passing "
           "`snowflaked --healthcheck`; docker 20.10 runs the first check one "
           "interval (2 s in docker-compose.yml) after start, so this is "
