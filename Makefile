@@ -97,7 +97,7 @@ SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) -Isrc/server
 SERVER_LIBS = $(UV_LIBS) $(ETCD_LIBS) -lpthread
 
 .PHONY: bench-gen bench-http all run test test-unit test-integration test-tsan lint format \
-        install uninstall clean bench fuzz e2e deps
+        install uninstall clean bench fuzz fuzz-ci fuzz-build soak e2e deps
 
 all: $(LIB_A) $(LIB_SO) $(CLI) $(SERVER) $(BUILD)/snowflake.pc
 
@@ -154,6 +154,60 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit $(ALL_LDFLAGS) \
 	  -o $@ $< $(LIB_A) $(CMOCKA_LIBS) -lpthread
+
+# ----------------------------------------------------------------- fuzzing
+# libFuzzer targets tests/fuzz/fuzz_<name>.c, built with clang into
+# build-fuzz/ from the library, server core and llhttp sources (no gcc
+# objects). Corpora: tests/fuzz/corpus/<name>/ (seeds and every crash found,
+# so each run replays them first); new inputs go to build-fuzz/work/<name>/.
+FUZZ_CC ?= clang
+FUZZ_BUILD := build-fuzz
+FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
+           -fno-omit-frame-pointer
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) $(FUZZ_SAN) -Iinclude \
+              $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) -Isrc/server
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_BIN := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_CORE_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) \
+  $(filter-out $(FUZZ_BUILD)/obj/src/server/main.o,$(SERVER_SRC:%.c=$(FUZZ_BUILD)/obj/%.o))
+FUZZ_LLHTTP_OBJ := $(FUZZ_BUILD)/obj/llhttp/llhttp.o \
+  $(FUZZ_BUILD)/obj/llhttp/api.o $(FUZZ_BUILD)/obj/llhttp/http.o
+FUZZ_OPTS ?=
+
+$(FUZZ_BUILD)/obj/src/%.o: src/%.c
+	@sh scripts/deps.sh fuzz
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/obj/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
+	@sh scripts/deps.sh fuzz
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=c11 -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -w \
+	  -I$(LLHTTP_INCDIR) -c $< -o $@
+
+# An archive, so each fuzzer pulls in only the objects it uses.
+$(FUZZ_BUILD)/libfuzzcore.a: $(FUZZ_CORE_OBJ) $(FUZZ_LLHTTP_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libfuzzcore.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< \
+	  $(FUZZ_BUILD)/libfuzzcore.a $(SERVER_LIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+# fuzz-ci: each target for FUZZ_SECONDS (60); fuzz: each for 600 s.
+fuzz-ci: FUZZ_SECONDS ?= 60
+fuzz: FUZZ_SECONDS ?= 600
+fuzz fuzz-ci: $(FUZZ_BIN)
+	@set -e; for t in $(FUZZ_NAMES); do \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	  mkdir -p $(FUZZ_BUILD)/work/$$t $(FUZZ_BUILD)/artifacts/$$t; \
+	  ./$(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ $(FUZZ_OPTS) \
+	    $(FUZZ_BUILD)/work/$$t tests/fuzz/corpus/$$t; \
+	done
 
 # The generator benchmark: in-process IDs/s (1 and 2 threads) against the
 # layout's limit, ns per ID on a wide-sequence layout, and the CLI's
@@ -232,3 +286,4 @@ e2e:
 	bash tests/e2e/run.sh
 
 -include $(wildcard $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*.d)
+-include $(wildcard $(FUZZ_BUILD)/obj/*/*/*.d)

@@ -1,0 +1,186 @@
+/*
+ * fuzz_ids.c - libFuzzer target for ID parsing, the text encodings and the
+ * time functions of libsnowflake.
+ *
+ * Properties checked (any violation aborts, so libFuzzer keeps the input):
+ *   - sf_parse of any bytes in every format either fails with SF_EPARSE or
+ *     SF_ERANGE, or yields an ID <= INT64_MAX whose sf_encode parses back to
+ *     the same ID; the encoding equals the input once the input is brought to
+ *     canonical form (leading zeros dropped, case and Crockford aliases
+ *     folded).
+ *   - 8 bytes taken as an ID: sf_encode into every buffer size either fits
+ *     or returns SF_ENOSPC, and the text parses back to the ID.
+ *   - sf_decode then sf_compose gives the ID back, for any valid layout.
+ *   - sf_format_time and sf_parse_time agree with each other.
+ */
+#include <assert.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "snowflake.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const sf_format formats[] = {SF_FORMAT_DEC, SF_FORMAT_HEX,
+                                    SF_FORMAT_BASE62, SF_FORMAT_BASE32};
+#define NFORMATS (sizeof formats / sizeof formats[0])
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      abort();                                                                 \
+    }                                                                          \
+  } while (0)
+
+/* canonical writes the form sf_encode would give for text s that sf_parse
+ * accepted in format f; returns its length. */
+static size_t canonical(const char *s, size_t len, sf_format f, char *out) {
+  size_t i = 0, n = 0;
+  while (i + 1 < len && s[i] == '0')
+    i++;
+  for (; i < len; i++) {
+    char c = s[i];
+    if (f == SF_FORMAT_HEX && c >= 'A' && c <= 'F')
+      c = (char)(c - 'A' + 'a');
+    if (f == SF_FORMAT_BASE32) {
+      if (c >= 'a' && c <= 'z')
+        c = (char)(c - 'a' + 'A');
+      if (c == 'I' || c == 'L')
+        c = '1';
+      else if (c == 'O')
+        c = '0';
+    }
+    out[n++] = c;
+  }
+  /* Folding O to 0 can create new leading zeros. */
+  i = 0;
+  while (i + 1 < n && out[i] == '0')
+    i++;
+  memmove(out, out + i, n - i);
+  return n - i;
+}
+
+static void check_text(const char *s, size_t len) {
+  for (size_t k = 0; k < NFORMATS; k++) {
+    uint64_t id = 0;
+    int rc = sf_parse(s, len, formats[k], &id);
+    if (rc != 0) {
+      CHECK(rc == SF_EPARSE || rc == SF_ERANGE);
+      continue;
+    }
+    CHECK(len > 0);
+    CHECK(id <= (uint64_t)INT64_MAX);
+    char enc[SF_ID_BUFSIZE];
+    int n = sf_encode(id, formats[k], enc, sizeof enc);
+    CHECK(n > 0 && (size_t)n < sizeof enc);
+    CHECK(enc[n] == '\0');
+    uint64_t back = 0;
+    CHECK(sf_parse(enc, (size_t)n, formats[k], &back) == 0);
+    CHECK(back == id);
+    if (len <= 256) {
+      char canon[256];
+      size_t cn = canonical(s, len, formats[k], canon);
+      CHECK(cn == (size_t)n && memcmp(canon, enc, cn) == 0);
+    }
+  }
+}
+
+static void check_id(uint64_t id) {
+  for (size_t k = 0; k < NFORMATS; k++) {
+    char full[SF_ID_BUFSIZE];
+    int n = sf_encode(id, formats[k], full, sizeof full);
+    CHECK(n > 0 && (size_t)n < sizeof full);
+    uint64_t back = 0;
+    int rc = sf_parse(full, (size_t)n, formats[k], &back);
+    if (id > (uint64_t)INT64_MAX) {
+      CHECK(rc == SF_ERANGE);
+    } else {
+      CHECK(rc == 0 && back == id);
+    }
+    /* Every smaller buffer: SF_ENOSPC, never a write past len (ASan
+     * watches the exact-size heap buffer). */
+    for (size_t len = 0; len <= (size_t)n; len++) {
+      char *buf = malloc(len ? len : 1);
+      CHECK(buf != NULL);
+      CHECK(sf_encode(id, formats[k], buf, len) == SF_ENOSPC);
+      free(buf);
+    }
+    char *exact = malloc((size_t)n + 1);
+    CHECK(exact != NULL);
+    CHECK(sf_encode(id, formats[k], exact, (size_t)n + 1) == n);
+    CHECK(memcmp(exact, full, (size_t)n + 1) == 0);
+    free(exact);
+  }
+}
+
+static void check_time_ms(int64_t unix_ms) {
+  char buf[SF_TIME_BUFSIZE];
+  int n = sf_format_time(unix_ms, buf, sizeof buf);
+  if (n < 0) {
+    CHECK(n == SF_ERANGE);
+    return;
+  }
+  CHECK((size_t)n < sizeof buf && buf[n] == '\0' && n == 24);
+  int64_t back = 0;
+  CHECK(sf_parse_time(buf, &back) == 0);
+  CHECK(back == unix_ms);
+}
+
+static void check_layout(const uint8_t *p, uint64_t id) {
+  sf_layout l;
+  sf_layout_default(&l);
+  l.machine_bits = p[0] % 24u;
+  l.sequence_bits = p[1] % 24u;
+  int64_t epoch = 0;
+  memcpy(&epoch, p + 2, sizeof epoch);
+  l.epoch_ms = epoch % (INT64_C(1) << 42);
+  if (sf_layout_check(&l, -1) != 0)
+    return;
+  sf_parts parts;
+  int rc = sf_decode(&l, id, &parts);
+  if (id > (uint64_t)INT64_MAX) {
+    CHECK(rc == SF_ERANGE);
+    return;
+  }
+  CHECK(rc == 0);
+  CHECK(parts.machine_id <= sf_layout_max_machine(&l));
+  CHECK(parts.sequence <= sf_layout_max_sequence(&l));
+  CHECK(parts.timestamp >= 0 && parts.timestamp <= sf_layout_max_timestamp(&l));
+  CHECK(parts.unix_ms == parts.timestamp + l.epoch_ms);
+  uint64_t back = 0;
+  CHECK(sf_compose(&l, parts.timestamp, parts.machine_id, parts.sequence,
+                   &back) == 0);
+  CHECK(back == id);
+  check_time_ms(parts.unix_ms);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  /* The text as it is, and NUL-terminated for sf_parse_time. */
+  check_text((const char *)data, size);
+
+  char *z = malloc(size + 1);
+  CHECK(z != NULL);
+  memcpy(z, data, size);
+  z[size] = '\0';
+  int64_t ms = 0;
+  if (strlen(z) == size && sf_parse_time(z, &ms) == 0)
+    check_time_ms(ms);
+  free(z);
+
+  if (size >= 8) {
+    uint64_t id = 0;
+    memcpy(&id, data, sizeof id);
+    check_id(id);
+    check_id(id & (uint64_t)INT64_MAX);
+    if (size >= 18)
+      check_layout(data + 8, id & (uint64_t)INT64_MAX);
+    int64_t t = 0;
+    memcpy(&t, data, sizeof t);
+    check_time_ms(t);
+    check_time_ms(t % (INT64_C(253402300800000)));
+  }
+  return 0;
+}
