@@ -420,9 +420,15 @@ def test_dockerfile(dockerfile, ports, files, row):
     log("=== %s (project %s, ports %s)" % (dockerfile, PROJECT, ports))
     cl.down()
     try:
+        old = run(["docker", "image", "inspect", "-f", "{{.Id}}", cl.image],
+                  check_rc=False).stdout.strip()
         t0 = time.time()
         cl.compose("up", "-d", "--build")
         row["build_up_s"] = time.time() - t0
+        new = run(["docker", "image", "inspect", "-f", "{{.Id}}", cl.image]).stdout.strip()
+        if old.startswith("sha256:") and old != new:
+            # The image this run replaced: don't let stale builds pile up.
+            run(["docker", "rmi", old], check_rc=False)
         size = int(run(["docker", "image", "inspect", "-f", "{{.Size}}",
                         cl.image]).stdout.strip())
         row["size"] = size
