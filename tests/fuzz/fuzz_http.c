@@ -1,0 +1,223 @@
+/*
+ * fuzz_http.c - libFuzzer target for snowflaked's request path: bytes in,
+ * response bytes out, through sf__http_feed() and the routes, with no
+ * sockets.
+ *
+ * Input: byte 0 picks the node's state, byte 1 how the bytes are cut into
+ * reads, the rest is what a client sent.
+ *   byte 0 bit 0-1: machine id fixed (0, 3), leased (1) or lease lost (2)
+ *          bit 2:   the clock is 5 s behind the newest ID for this input
+ *   byte 1: read size 1..256 (0: all at once)
+ *
+ * Checked beyond ASan/UBSan: the connection always makes progress (a feed
+ * consumes input or leaves output to send), the output is a sequence of
+ * well-formed responses with known status codes and a Content-Length that
+ * matches the body, and every response to a non-HEAD request carries that
+ * body.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "snowflake.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      abort();                                                                 \
+    }                                                                          \
+  } while (0)
+
+#define NS_PER_MS INT64_C(1000000)
+
+/* A clock that moves 1 us per read, so a generator waiting for the next
+ * millisecond finishes; now_ns only grows between inputs. */
+static int64_t clock_ns;
+static int64_t clock_back_ns;
+
+static int64_t fuzz_clock(void *ctx) {
+  (void)ctx;
+  clock_ns += 1000;
+  return clock_ns - clock_back_ns;
+}
+
+static int64_t lease_val;
+
+static int64_t fuzz_lease_id(void *ctx) {
+  (void)ctx;
+  return lease_val;
+}
+
+static void fuzz_lease_stats(void *ctx, sf_lease_stats *out) {
+  (void)ctx;
+  memset(out, 0, sizeof *out);
+  out->machine_id = lease_val;
+  out->state = SF_LEASE_HELD;
+  out->ttl_s = 10;
+}
+
+static sf_srv_config cfg;
+static sf_gen *gen;
+static sf_srv_stats *stats;
+static sf_node node;
+static sf_worker worker;
+
+static void setup(void) {
+  sf_config gc;
+  cfg.max_batch = 1000;
+  cfg.threads = 1;
+  cfg.clock_tolerance_ms = SF_DEFAULT_TOLERANCE_MS;
+  cfg.idle_timeout_ms = 1000;
+  cfg.max_connections = 100;
+  cfg.max_machine_id = 1023;
+  cfg.epoch_ms = SF_DEFAULT_EPOCH_MS;
+  clock_ns = (SF_DEFAULT_EPOCH_MS + INT64_C(86400000)) * NS_PER_MS;
+  sf_config_init(&gc);
+  gc.machine_id = 7;
+  gc.clock = fuzz_clock;
+  CHECK(sf_gen_new(&gc, &gen) == 0);
+  stats = aligned_alloc(64, sizeof *stats);
+  CHECK(stats != NULL);
+  memset(stats, 0, sizeof *stats);
+  node.gen = gen;
+  node.layout = sf_gen_layout(gen);
+  node.cfg = &cfg;
+  node.clock = fuzz_clock;
+  node.stats = stats;
+  node.nstats = 1;
+  node.start_unix_ms = SF_DEFAULT_EPOCH_MS;
+  CHECK(sf__worker_init(&worker, &node, stats) == 0);
+}
+
+static int known_status(int code) {
+  for (int i = 0; i < SF_ST_COUNT; i++)
+    if (sf__st_code[i] == code)
+      return 1;
+  return 0;
+}
+
+/* find returns the first occurrence of needle in hay[0..n), or NULL. */
+static const char *find(const char *hay, size_t n, const char *needle) {
+  size_t nl = strlen(needle);
+  for (size_t i = 0; i + nl <= n; i++)
+    if (!memcmp(hay + i, needle, nl))
+      return hay + i;
+  return NULL;
+}
+
+/* check_responses walks the output. HEAD answers carry no body, so when the
+ * request bytes hold "HEAD" a response may also end right after its
+ * headers. */
+static void check_responses(const char *out, size_t n, int maybe_head) {
+  size_t off = 0;
+  while (off < n) {
+    const char *r = out + off, *end, *cl;
+    size_t left = n - off, hlen, body;
+    int code;
+    CHECK(left >= 17 && !memcmp(r, "HTTP/1.1 ", 9));
+    CHECK(r[9] >= '1' && r[9] <= '5' && r[10] >= '0' && r[10] <= '9' &&
+          r[11] >= '0' && r[11] <= '9' && r[12] == ' ');
+    code = (r[9] - '0') * 100 + (r[10] - '0') * 10 + (r[11] - '0');
+    CHECK(known_status(code));
+    end = find(r, left, "\r\n\r\n");
+    CHECK(end != NULL);
+    hlen = (size_t)(end - r) + 4;
+    cl = find(r, hlen, "\r\nContent-Length: ");
+    CHECK(cl != NULL);
+    body = (size_t)strtoull(cl + 18, NULL, 10);
+    if (code == 503 && (find(r, hlen, "Retry-After: ") == NULL)) {
+      /* Only the timestamp running out is a 503 without Retry-After. */
+      CHECK(find(r, left, "run out of bits") != NULL);
+    }
+    if (maybe_head && !(hlen + body == left ||
+                        (hlen + body < left && left - hlen - body >= 9 &&
+                         !memcmp(r + hlen + body, "HTTP/1.1 ", 9)))) {
+      /* A HEAD answer: the headers alone, then the next response. */
+      CHECK(hlen == left ||
+            (left - hlen >= 9 && !memcmp(r + hlen, "HTTP/1.1 ", 9)));
+      off += hlen;
+      continue;
+    }
+    CHECK(hlen + body <= left);
+    if (code >= 400 && body > 0)
+      CHECK(r[hlen] == '{' && r[hlen + body - 1] == '}');
+    off += hlen + body;
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static int ready;
+  static sf_http_conn conn;
+  static char *out;
+  static size_t out_cap;
+  static int dump = -1;
+  size_t out_len = 0, chunk;
+  const char *in;
+  size_t left;
+  int mode;
+
+  if (!ready) {
+    setup();
+    ready = 1;
+  }
+  if (size < 2)
+    return 0;
+  mode = data[0] & 3;
+  node.lease_id = NULL;
+  node.lease_stats = NULL;
+  if (mode == 1 || mode == 2) {
+    lease_val = mode == 1 ? 5 : -1;
+    node.lease_id = fuzz_lease_id;
+    node.lease_stats = fuzz_lease_stats;
+  }
+  clock_ns += NS_PER_MS;
+  clock_back_ns = (data[0] & 4) ? 5000 * NS_PER_MS : 0;
+  chunk = data[1] ? data[1] : size;
+  in = (const char *)data + 2;
+  left = size - 2;
+
+  sf__http_init(&conn, &worker);
+  while (left > 0 && !sf__http_closing(&conn)) {
+    size_t n = left < chunk ? left : chunk;
+    size_t used = sf__http_feed(&conn, in, n);
+    CHECK(used <= n);
+    /* A feed that takes nothing must have output waiting to be sent. */
+    CHECK(used > 0 || conn.out_len > 0);
+    if (out_len + conn.out_len > out_cap) {
+      size_t cap = out_cap ? out_cap : 65536;
+      while (cap < out_len + conn.out_len)
+        cap *= 2;
+      out = realloc(out, cap);
+      CHECK(out != NULL);
+      out_cap = cap;
+    }
+    memcpy(out + out_len, conn.out, conn.out_len);
+    out_len += conn.out_len;
+    sf__http_sent(&conn);
+    in += used;
+    left -= used;
+  }
+  if (conn.out_len > 0) {
+    if (out_len + conn.out_len > out_cap) {
+      out = realloc(out, out_len + conn.out_len);
+      CHECK(out != NULL);
+      out_cap = out_len + conn.out_len;
+    }
+    memcpy(out + out_len, conn.out, conn.out_len);
+    out_len += conn.out_len;
+    sf__http_sent(&conn);
+  }
+  sf__http_free(&conn);
+  if (dump < 0)
+    dump = getenv("FUZZ_HTTP_DUMP") != NULL;
+  if (dump)
+    fwrite(out, 1, out_len, stderr);
+  check_responses(out, out_len,
+                  find((const char *)data + 2, size - 2, "HEAD") != NULL);
+  return 0;
+}
