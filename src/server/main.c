@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,6 +111,16 @@ static int healthcheck(const sf_srv_config *c) {
   return 1;
 }
 
+/* raise_nofile lifts the soft limit on open files to the hard one, so
+ * MAX_CONNECTIONS (not a 1024 default) bounds the connections served. */
+static void raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   (void)signum;
   if (server) {
@@ -187,6 +198,7 @@ int main(int argc, char **argv) {
     gc.floor_unix_ms = mark;
   }
 
+  raise_nofile();
   memset(&node, 0, sizeof node);
 #if SF_WITH_ETCD
   if (cfg.machine_mode == SF_MID_AUTO) {
