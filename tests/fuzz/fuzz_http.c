@@ -150,6 +150,23 @@ static void check_responses(const char *out, size_t n, int maybe_head) {
   }
 }
 
+/* take_output appends what c has to send to *out, as a writer would. */
+static void take_output(sf_http_conn *c, char **out, size_t *len, size_t *cap) {
+  if (c->out_len == 0)
+    return;
+  if (*len + c->out_len > *cap) {
+    size_t n = *cap ? *cap : 65536;
+    while (n < *len + c->out_len)
+      n *= 2;
+    *out = realloc(*out, n);
+    CHECK(*out != NULL);
+    *cap = n;
+  }
+  memcpy(*out + *len, c->out, c->out_len);
+  *len += c->out_len;
+  sf__http_sent(c);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static int ready;
   static sf_http_conn conn;
@@ -188,34 +205,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(used <= n);
     /* A feed that takes nothing must have output waiting to be sent. */
     CHECK(used > 0 || conn.out_len > 0);
-    if (out_len + conn.out_len > out_cap) {
-      size_t cap = out_cap ? out_cap : 65536;
-      while (cap < out_len + conn.out_len)
-        cap *= 2;
-      out = realloc(out, cap);
-      CHECK(out != NULL);
-      out_cap = cap;
-    }
-    memcpy(out + out_len, conn.out, conn.out_len);
-    out_len += conn.out_len;
-    sf__http_sent(&conn);
+    take_output(&conn, &out, &out_len, &out_cap);
     in += used;
     left -= used;
   }
-  if (conn.out_len > 0) {
-    if (out_len + conn.out_len > out_cap) {
-      out = realloc(out, out_len + conn.out_len);
-      CHECK(out != NULL);
-      out_cap = out_len + conn.out_len;
-    }
-    memcpy(out + out_len, conn.out, conn.out_len);
-    out_len += conn.out_len;
-    sf__http_sent(&conn);
-  }
+  take_output(&conn, &out, &out_len, &out_cap);
   sf__http_free(&conn);
   if (dump < 0)
     dump = getenv("FUZZ_HTTP_DUMP") != NULL;
-  if (dump)
+  if (dump && out_len > 0)
     fwrite(out, 1, out_len, stderr);
   check_responses(out, out_len,
                   find((const char *)data + 2, size - 2, "HEAD") != NULL);
