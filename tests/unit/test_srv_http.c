@@ -71,8 +71,9 @@ static char *feed_all(fixture *f, const char *s, size_t len) {
     if (n + f->c.out_len + 1 > cap) {
       while (n + f->c.out_len + 1 > cap)
         cap *= 2;
-      out = realloc(out, cap);
-      assert_non_null(out);
+      char *bigger = realloc(out, cap);
+      assert_non_null(bigger);
+      out = bigger;
     }
     memcpy(out + n, f->c.out, f->c.out_len);
     n += f->c.out_len;
