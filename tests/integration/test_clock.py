@@ -53,7 +53,7 @@ class FakeClock:
     def set(self, offset_s):
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
-            f.write("%+d\n" % offset_s)
+            f.write("%+g\n" % offset_s)
         os.replace(tmp, self.path)  # never a half-written file
 
     def env(self):
@@ -79,6 +79,7 @@ def metric(node, name):
 
 
 REFUSED = 'snowflake_clock_backwards_total{action="refused"}'
+WAITED = 'snowflake_clock_backwards_total{action="waited"}'
 
 
 class Collector:
@@ -222,4 +223,24 @@ def test_monotonic_clock_ignores_wall_steps(snowflaked, tmp_path):
     assert get(n, "/health")[0] == 200
     assert metric(n, REFUSED) == 0
     assert c.refused == 0
+    assert_unique_increasing(c.ids)
+
+
+def test_wall_step_within_tolerance_is_waited_out(snowflaked, tmp_path):
+    """CLOCK=wall with CLOCK_TOLERANCE_MS=2000: after a 0.5 s step back the
+    node goes on with the newest millisecond's sequence and, once that runs
+    out (a batch of 5,000), waits for the clock inside the request: never
+    refused, and counted as waited."""
+    clock = FakeClock(tmp_path / "faketime")
+    env = dict(clock.env(), CLOCK="wall", CLOCK_TOLERANCE_MS="2000")
+    c = Collector()
+    n = snowflaked(**env)
+    for _ in range(10):
+        assert c.take(n)
+    clock.set(-0.5)
+    for _ in range(10):
+        assert c.take(n), "refused within the tolerance"
+    assert c.take(n, "/ids?count=5000")
+    assert metric(n, WAITED) >= 1
+    assert metric(n, REFUSED) == 0
     assert_unique_increasing(c.ids)
