@@ -109,6 +109,41 @@ def test_every_hostile_request_on_one_node(snowflaked):
                 and not line.endswith(" 0")]
 
 
+def test_client_that_never_reads(snowflaked):
+    """A client pipelines big /ids batches and never reads the answers: the
+    server stops parsing its input once enough output waits, so memory stays
+    bounded, and everyone else is still served."""
+    node = snowflaked(THREADS="1", IDLE_TIMEOUT_MS="600000")
+    req = request("GET", "/ids?count=10000")
+    s = connect(node.port)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.setblocking(False)
+    sent = 0
+    stalled_since = None
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end and sent < 64 << 20:
+        try:
+            sent += s.send(req * 64)
+            stalled_since = None
+        except BlockingIOError:
+            # The server no longer reads: both socket buffers are full.
+            if stalled_since is None:
+                stalled_since = time.monotonic()
+            elif time.monotonic() - stalled_since > 1.0:
+                break
+            time.sleep(0.01)
+    try:
+        serves_id(node)
+        rss_mb = vm_rss_kb(node.proc.pid) / 1024.0
+        print("sent %d bytes of requests unread; VmRSS %.1f MB"
+              % (sent, rss_mb))
+        if not sanitized(node.proc.pid):
+            assert rss_mb <= 64.0, rss_mb
+    finally:
+        s.close()
+    serves_id(node)
+
+
 # ------------------------------------------------------ half-sent requests
 
 HALF = b"GET /id HTTP/1.1\r\nHost: x\r\nUser-Agent: slow"
