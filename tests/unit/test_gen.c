@@ -3,6 +3,7 @@
 #include "sf_test.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 static sf_gen *must_gen(const sf_config *c) {
   sf_gen *g = NULL;
@@ -470,12 +471,42 @@ static void test_persist_failure(void **state) {
   sf_gen_free(g);
 }
 
+/* The default clock: never back within a thread, close to the wall clock,
+ * and it counts a sleep in full (checked loosely: this is not a speed test). */
+static void test_monotonic_clock(void **state) {
+  (void)state;
+  int64_t first = sf_clock_monotonic(NULL);
+  int64_t wall = sf_clock_wall(NULL);
+  assert_true(first - wall < INT64_C(1000000000) &&
+              wall - first < INT64_C(1000000000));
+  int64_t prev = first;
+  /* Long enough to pass the interpolation's calibration point. */
+  while (prev - first < 20 * NS_PER_MS) {
+    int64_t t = sf_clock_monotonic(NULL);
+    if (t < prev)
+      fail_msg("clock went back by %lld ns", (long long)(prev - t));
+    prev = t;
+  }
+  struct timespec nap = {0, 30000000};
+  int64_t before = sf_clock_monotonic(NULL);
+  nanosleep(&nap, NULL);
+  int64_t after = sf_clock_monotonic(NULL);
+  assert_true(after - before >= 29 * NS_PER_MS);
+  for (int i = 0; i < 1000000; i++) {
+    int64_t t = sf_clock_monotonic(NULL);
+    if (t < prev)
+      fail_msg("clock went back by %lld ns", (long long)(prev - t));
+    prev = t;
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_new_errors),
       cmocka_unit_test(test_first_id),
       cmocka_unit_test(test_ten_million_increasing),
       cmocka_unit_test(test_real_clock_increasing),
+      cmocka_unit_test(test_monotonic_clock),
       cmocka_unit_test(test_clock_held_still),
       cmocka_unit_test(test_clock_back_within_tolerance),
       cmocka_unit_test(test_clock_back_beyond_tolerance),
