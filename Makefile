@@ -65,8 +65,11 @@ ifeq ($(WITH_ETCD),auto)
 WITH_ETCD := $(shell pkg-config --exists libcurl jansson && echo 1 || echo 0)
 endif
 ifeq ($(WITH_ETCD),1)
+# libcurl is dlopen()ed by src/server/lease.c when MACHINE_ID=auto, so its
+# TLS/GSSAPI/LDAP dependencies do not load into every snowflaked: only its
+# header is needed here (and -ldl, which is part of libc from glibc 2.34).
 ETCD_CFLAGS := -DSF_WITH_ETCD=1 $(shell pkg-config --cflags libcurl jansson)
-ETCD_LIBS := $(shell pkg-config --libs libcurl jansson)
+ETCD_LIBS := $(shell pkg-config --libs jansson) -ldl
 else
 ETCD_CFLAGS := -DSF_WITH_ETCD=0
 ETCD_LIBS :=

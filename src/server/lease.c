@@ -34,10 +34,12 @@
 #if SF_WITH_ETCD
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,6 +84,72 @@ typedef struct conn {
   size_t len, cap;
   bool overflow;
 } conn;
+
+/* ------------------------------------------------ libcurl, at run time */
+
+/* libcurl is loaded by sf__lease_start(), not linked: its TLS, GSSAPI and
+ * LDAP dependencies cost every snowflaked about 6 MB of RSS at start, and
+ * only MACHINE_ID=auto needs them. <curl/curl.h> stays a build dependency
+ * and types the table, so each entry has libcurl's own prototype. The
+ * library is never unloaded (libcurl does not support it, and the
+ * keepalive threads of any lease use it). */
+static struct {
+  __typeof__(curl_global_init) *global_init;
+  __typeof__(curl_easy_init) *easy_init;
+  __typeof__(curl_easy_setopt) *easy_setopt;
+  __typeof__(curl_easy_perform) *easy_perform;
+  __typeof__(curl_easy_getinfo) *easy_getinfo;
+  __typeof__(curl_easy_strerror) *easy_strerror;
+  __typeof__(curl_easy_cleanup) *easy_cleanup;
+  __typeof__(curl_slist_append) *slist_append;
+  __typeof__(curl_slist_free_all) *slist_free_all;
+} cu;
+
+#define CURL_LIB "libcurl.so.4"
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static char curl_error[512]; /* empty once libcurl is loaded and ready */
+
+/* curl_load_once opens libcurl, resolves the table and runs
+ * curl_global_init; on failure curl_error says why. */
+static void curl_load_once(void) {
+  void *h = dlopen(CURL_LIB, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    snprintf(curl_error, sizeof curl_error,
+             "etcd support needs " CURL_LIB " (Debian package libcurl4): %s",
+             dlerror());
+    return;
+  }
+  static const struct {
+    const char *name;
+    size_t off;
+  } syms[] = {
+#define SYM(f) {"curl_" #f, offsetof(__typeof__(cu), f)}
+      SYM(global_init),  SYM(easy_init),    SYM(easy_setopt),
+      SYM(easy_perform), SYM(easy_getinfo), SYM(easy_strerror),
+      SYM(easy_cleanup), SYM(slist_append), SYM(slist_free_all),
+#undef SYM
+  };
+  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+    void *f = dlsym(h, syms[i].name);
+    if (!f) {
+      snprintf(curl_error, sizeof curl_error,
+               "etcd support needs " CURL_LIB " (Debian package libcurl4): %s",
+               dlerror());
+      return;
+    }
+    /* POSIX guarantees that a dlsym() result converts to a function
+     * pointer; every entry of cu is one, so copy the pointer's bytes. */
+    _Static_assert(sizeof f == sizeof cu.easy_init, "function pointer size");
+    memcpy((char *)&cu + syms[i].off, &f, sizeof f);
+  }
+  CURLcode rc = cu.global_init(CURL_GLOBAL_DEFAULT);
+  if (rc != CURLE_OK) {
+    snprintf(curl_error, sizeof curl_error, "curl_global_init failed: %s",
+             cu.easy_strerror(rc));
+    return;
+  }
+}
 
 /* ------------------------------------------------------------- clocks */
 
@@ -205,32 +273,32 @@ static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut,
 static int conn_init(conn *c, sf_lease *l, bool abortable) {
   memset(c, 0, sizeof *c);
   c->l = l;
-  c->h = curl_easy_init();
+  c->h = cu.easy_init();
   if (!c->h)
     return -1;
   /* Each request gets about a third of the TTL, so a dead endpoint still
    * leaves time to try the next one before the id's deadline. */
   long t = (long)l->ttl_req_s * 1000 / 3;
   c->timeout_ms = t < 300 ? 300 : t > 3000 ? 3000 : t;
-  curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-  curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT_MS,
-                   c->timeout_ms < 1000 ? c->timeout_ms : 1000L);
-  curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
-  curl_easy_setopt(c->h, CURLOPT_POST, 1L);
-  curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, "http,https");
+  cu.easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
+  cu.easy_setopt(c->h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+  cu.easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT_MS,
+                 c->timeout_ms < 1000 ? c->timeout_ms : 1000L);
+  cu.easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_body);
+  cu.easy_setopt(c->h, CURLOPT_WRITEDATA, c);
+  cu.easy_setopt(c->h, CURLOPT_POST, 1L);
+  cu.easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, "http,https");
   if (abortable) {
-    curl_easy_setopt(c->h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c->h, CURLOPT_XFERINFODATA, c);
-    curl_easy_setopt(c->h, CURLOPT_NOPROGRESS, 0L);
+    cu.easy_setopt(c->h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    cu.easy_setopt(c->h, CURLOPT_XFERINFODATA, c);
+    cu.easy_setopt(c->h, CURLOPT_NOPROGRESS, 0L);
   }
   return 0;
 }
 
 static void conn_free(conn *c) {
   if (c->h)
-    curl_easy_cleanup(c->h);
+    cu.easy_cleanup(c->h);
   free(c->buf);
   memset(c, 0, sizeof *c);
 }
@@ -250,25 +318,25 @@ static int post(conn *c, const char *path, json_t *body, json_t **resp,
     return HTTP_UNREACHABLE;
   }
   struct curl_slist *hdr =
-      curl_slist_append(NULL, "Content-Type: application/json");
-  curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, hdr);
-  curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, text);
+      cu.slist_append(NULL, "Content-Type: application/json");
+  cu.easy_setopt(c->h, CURLOPT_HTTPHEADER, hdr);
+  cu.easy_setopt(c->h, CURLOPT_POSTFIELDS, text);
   int rc = HTTP_UNREACHABLE;
   snprintf(err, errlen, "no endpoint tried");
   for (int i = 0; i < c->l->n_endpoints && !atomic_load(&c->l->stopping); i++) {
     const char *ep = c->l->endpoints[c->ep];
     char url[512];
     snprintf(url, sizeof url, "%s%s", ep, path);
-    curl_easy_setopt(c->h, CURLOPT_URL, url);
+    cu.easy_setopt(c->h, CURLOPT_URL, url);
     c->len = 0;
     c->overflow = false;
-    CURLcode cr = curl_easy_perform(c->h);
+    CURLcode cr = cu.easy_perform(c->h);
     long status = 0;
-    curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
+    cu.easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
     if (cr != CURLE_OK || status == 0 || status >= 500) {
       if (cr != CURLE_OK)
         snprintf(err, errlen, "%s: %s", ep,
-                 c->overflow ? "response too large" : curl_easy_strerror(cr));
+                 c->overflow ? "response too large" : cu.easy_strerror(cr));
       else
         snprintf(err, errlen, "%s: HTTP %ld", ep, status);
       c->ep = (c->ep + 1) % c->l->n_endpoints;
@@ -295,9 +363,9 @@ static int post(conn *c, const char *path, json_t *body, json_t **resp,
     rc = HTTP_OK;
     break;
   }
-  curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, NULL);
-  curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, NULL);
-  curl_slist_free_all(hdr);
+  cu.easy_setopt(c->h, CURLOPT_POSTFIELDS, NULL);
+  cu.easy_setopt(c->h, CURLOPT_HTTPHEADER, NULL);
+  cu.slist_free_all(hdr);
   free(text);
   return rc;
 }
@@ -644,11 +712,6 @@ static void *keepalive_main(void *arg) {
 
 /* ------------------------------------------------------------- public */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void lease_free(sf_lease *l) {
   if (!l)
     return;
@@ -718,7 +781,11 @@ static void make_value(sf_lease *l) {
 int sf__lease_start(const sf_lease_config *cfg, sf_lease **out, char *err,
                     size_t errlen) {
   *out = NULL;
-  pthread_once(&curl_once, curl_init_once);
+  pthread_once(&curl_once, curl_load_once);
+  if (curl_error[0]) {
+    snprintf(err, errlen, "%s", curl_error);
+    return -1;
+  }
   sf_lease *l = calloc(1, sizeof *l);
   if (!l) {
     snprintf(err, errlen, "out of memory");

@@ -9,7 +9,9 @@
  * monotonic clock on every call, so a stalled keepalive thread can never
  * make the server issue IDs under a lease that may be gone.
  *
- * Built only when SF_WITH_ETCD is 1 (libcurl and jansson found).
+ * Built only when SF_WITH_ETCD is 1 (libcurl's header and jansson found).
+ * libcurl itself is not linked: sf__lease_start() loads libcurl.so.4 with
+ * dlopen() on first use, so servers with a numeric MACHINE_ID never map it.
  */
 #ifndef SF_LEASE_H
 #define SF_LEASE_H
