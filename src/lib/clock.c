@@ -66,6 +66,7 @@ static _Atomic uint64_t tsc_window_ticks;
 static _Atomic uint64_t tsc_scale_q32; /* 0.99 ns per tick << 32; 0: none */
 
 static __thread struct tsc_cache {
+  int64_t last; /* the last time this thread was given */
   int64_t ns;
   uint64_t ticks;
   unsigned fast_left;
@@ -94,7 +95,14 @@ static int64_t tsc_anchor(void) {
   int64_t ns = read_ns(CLOCK_MONOTONIC) + mono_offset_ns;
   if (!tsc_usable)
     return ns;
-  uint64_t ticks = __rdtsc(); /* after the read: interpolation lags */
+  /* After the read (lfence: not hoisted above it), so interpolation lags. */
+  _mm_lfence();
+  uint64_t ticks = __rdtsc();
+  /* Never behind this thread's last answer (a migration to a CPU whose TSC
+   * is a few ns off must not make the clock step back). */
+  if (ns < tsc_cache.last)
+    ns = tsc_cache.last;
+  tsc_cache.last = ns;
   tsc_cache.ns = ns;
   tsc_cache.ticks = ticks;
   tsc_cache.fast_left = TSC_MAX_FAST;
@@ -132,7 +140,11 @@ int64_t sf_clock_monotonic(void *ctx) {
     uint64_t d = __rdtsc() - tsc_cache.ticks;
     if (d < atomic_load_explicit(&tsc_window_ticks, memory_order_relaxed)) {
       tsc_cache.fast_left--;
-      return tsc_cache.ns + (int64_t)((d * scale) >> 32);
+      int64_t ns = tsc_cache.ns + (int64_t)((d * scale) >> 32);
+      if (ns < tsc_cache.last)
+        ns = tsc_cache.last;
+      tsc_cache.last = ns;
+      return ns;
     }
   }
   pthread_once(&mono_once, mono_init);
