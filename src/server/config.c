@@ -106,17 +106,10 @@ const char *sf__config_usage(void) {
 
 /* parse_int reads a decimal integer without sign or spaces: 0 or -1. */
 static int parse_int(const char *s, int64_t *out) {
-  int64_t v = 0;
-  if (!*s)
+  uint64_t v;
+  if (sf_parse_uint(s, INT64_MAX, &v) != SF_OK)
     return -1;
-  for (; *s; s++) {
-    if (*s < '0' || *s > '9')
-      return -1;
-    if (v > (INT64_MAX - (*s - '0')) / 10)
-      return -1;
-    v = v * 10 + (*s - '0');
-  }
-  *out = v;
+  *out = (int64_t)v;
   return 0;
 }
 
