@@ -138,10 +138,12 @@ $(SERVER): $(SERVER_OBJ) $(LLHTTP_OBJ) $(LIB_A)
 
 VERSION := $(shell sed -n 's/^\#define SF_VERSION_STRING "\(.*\)"/\1/p' include/snowflake.h)
 
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|'
+
 $(BUILD)/snowflake.pc: snowflake.pc.in include/snowflake.h
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+	$(PC_SED) $< > $@
 
 # ------------------------------------------------------------------- tests
 # tests/unit/test_srv_*.c test pure server pieces and link the server core;
@@ -245,7 +247,7 @@ test-unit: all $(UNIT_BIN)
 
 test-integration: all
 	@sh scripts/deps.sh test
-	SNOWFLAKED=$(abspath $(SERVER)) SNOWFLAKE=$(abspath $(CLI)) \
+	SNOWFLAKED=$(abspath $(SERVER)) SNOWFLAKE=$(abspath $(CLI)) SF_SAN_FLAGS="$(SAN_FLAGS)" \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # The threaded generator tests under ThreadSanitizer. gcc 12's TSan cannot
@@ -284,7 +286,7 @@ install: all
 	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libsnowflake.so.$(VERSION)
 	ln -sf libsnowflake.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsnowflake.so.$(firstword $(subst ., ,$(VERSION)))
 	ln -sf libsnowflake.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsnowflake.so
-	install -m 644 $(BUILD)/snowflake.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	$(PC_SED) snowflake.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/snowflake.pc  # this PREFIX, not the build's
 	install -m 755 $(CLI) $(SERVER) $(DESTDIR)$(BINDIR)/
 
 uninstall:
