@@ -240,7 +240,10 @@ soak: $(SERVER)
 run: $(SERVER)
 	MACHINE_ID=$${MACHINE_ID:-1} PORT=$${PORT:-8000} ./$(SERVER)
 
-test: test-unit test-integration
+# One after the other, so the output ends with pytest's summary.
+test:
+	$(MAKE) test-unit
+	$(MAKE) test-integration
 
 test-unit: all $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
