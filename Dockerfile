@@ -10,7 +10,7 @@ FROM debian:bookworm-slim AS build
 # they are installed only because scripts/deps.sh checks the whole group.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      build-essential pkg-config libuv1-dev node-llhttp \
+      gcc libc6-dev make pkg-config libuv1-dev node-llhttp \
       libcurl4-openssl-dev libjansson-dev \
  && rm -rf /var/lib/apt/lists/*
 

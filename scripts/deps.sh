@@ -6,7 +6,7 @@
 # Groups: build test lint bench fuzz docker etcd all
 set -eu
 
-pkgs_build="build-essential pkg-config libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev"
+pkgs_build="gcc libc6-dev make pkg-config libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev"
 pkgs_test="libcmocka-dev python3 python3-pytest faketime libfaketime curl etcd-server etcd-client"
 pkgs_lint="cppcheck clang-format clang-tidy"
 pkgs_bench="wrk nginx-light procps"
