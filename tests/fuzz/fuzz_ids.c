@@ -12,6 +12,7 @@
  *     or returns SF_ENOSPC, and the text parses back to the ID.
  *   - sf_decode then sf_compose gives the ID back, for any valid layout.
  *   - sf_format_time and sf_parse_time agree with each other.
+ *   - sf_parse_uint agrees with sf_parse in decimal and honours its limit.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -157,6 +158,32 @@ static void check_layout(const uint8_t *p, uint64_t id) {
   check_time_ms(parts.unix_ms);
 }
 
+/* check_uint: sf_parse_uint of z under a few limits agrees with sf_parse
+ * in decimal, and with itself (a larger limit never rejects more). */
+static void check_uint(const char *z, size_t len) {
+  static const uint64_t maxes[] = {
+      0, 1, 1023, 65535, (uint64_t)INT64_MAX, UINT64_MAX};
+  uint64_t dec = 0;
+  int dec_rc = sf_parse(z, len, SF_FORMAT_DEC, &dec);
+  int prev_rc = SF_ERANGE;
+  for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++) {
+    uint64_t v = 0;
+    int rc = sf_parse_uint(z, maxes[i], &v);
+    CHECK(rc == 0 || rc == SF_EPARSE || rc == SF_ERANGE);
+    if (rc == 0)
+      CHECK(v <= maxes[i]);
+    if (rc == SF_EPARSE)
+      CHECK(dec_rc == SF_EPARSE);
+    if (prev_rc == 0)
+      CHECK(rc == 0);
+    if (rc == 0 && dec_rc == 0)
+      CHECK(v == dec);
+    if (maxes[i] == (uint64_t)INT64_MAX)
+      CHECK(rc == dec_rc && (rc != 0 || v == dec));
+    prev_rc = rc;
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* The text as it is, and NUL-terminated for sf_parse_time. */
   check_text((const char *)data, size);
@@ -168,6 +195,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int64_t ms = 0;
   if (strlen(z) == size && sf_parse_time(z, &ms) == 0)
     check_time_ms(ms);
+  if (strlen(z) == size)
+    check_uint(z, size);
   free(z);
 
   if (size >= 8) {
