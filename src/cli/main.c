@@ -48,27 +48,21 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 ok, 1 runtime error, 2 bad argument or environment.\n";
 
-__attribute__((format(printf, 1, 2), noreturn)) static void
-usage_error(const char *fmt, ...) {
+/* fail prints "snowflake: <message>" and exits with status. */
+__attribute__((format(printf, 2, 3), noreturn)) static void
+fail(int status, const char *fmt, ...) {
   va_list ap;
   fputs(PROG ": ", stderr);
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
-  exit(2);
+  exit(status);
 }
-
-__attribute__((format(printf, 1, 2), noreturn)) static void
-runtime_error(const char *fmt, ...) {
-  va_list ap;
-  fputs(PROG ": ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  exit(1);
-}
+/* Exit 2: a bad argument or environment value. */
+#define usage_error(...) fail(2, __VA_ARGS__)
+/* Exit 1: a failure at run time. */
+#define runtime_error(...) fail(1, __VA_ARGS__)
 
 /* ------------------------------------------------------------- options */
 

@@ -33,34 +33,11 @@ static const status_line status_lines[SF_ST_COUNT] = {
 };
 
 size_t sf__u64_dec(char *dst, uint64_t v) {
-  static const char pairs[201] = "00010203040506070809"
-                                 "10111213141516171819"
-                                 "20212223242526272829"
-                                 "30313233343536373839"
-                                 "40414243444546474849"
-                                 "50515253545556575859"
-                                 "60616263646566676869"
-                                 "70717273747576777879"
-                                 "80818283848586878889"
-                                 "90919293949596979899";
-  char tmp[20];
-  char *p = tmp + sizeof tmp;
-  size_t n;
-  while (v >= 100) {
-    unsigned d = (unsigned)(v % 100) * 2;
-    v /= 100;
-    *--p = pairs[d + 1];
-    *--p = pairs[d];
-  }
-  if (v >= 10) {
-    *--p = pairs[v * 2 + 1];
-    *--p = pairs[v * 2];
-  } else {
-    *--p = (char)('0' + v);
-  }
-  n = (size_t)(tmp + sizeof tmp - p);
-  memcpy(dst, p, n);
-  return n;
+  /* The library's decimal encoder, without its NUL. */
+  char tmp[SF_ID_BUFSIZE];
+  int n = sf_encode(v, SF_FORMAT_DEC, tmp, sizeof tmp);
+  memcpy(dst, tmp, (size_t)n);
+  return (size_t)n;
 }
 
 /* ------------------------------------------------------------ the worker */
