@@ -69,8 +69,9 @@ void sf__worker_set_date(sf_worker *w, int64_t unix_s) {
 
 /* ---------------------------------------------------------------- output */
 
-/* reserve makes room for n more bytes: 0 or -1. The buffer only grows
- * while the connection lives, so steady traffic allocates nothing. */
+/* reserve makes room for n more bytes: 0 or -1. Output that outgrows
+ * out_inline moves to the heap, in one step to the next power of two that
+ * fits; sf__http_sent gives it back once written. */
 static int reserve(sf_http_conn *c, size_t n) {
   size_t need = c->out_len + n, cap;
   char *p;
@@ -179,12 +180,34 @@ static int on_message_begin(llhttp_t *p) {
   return 0;
 }
 
+/* url_release moves c back to its inline request target buffer. */
+static void url_release(sf_http_conn *c) {
+  if (c->url != c->url_inline) {
+    free(c->url);
+    c->url = c->url_inline;
+    c->url_cap = sizeof c->url_inline;
+  }
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   sf_http_conn *c = conn_of(p);
   if (len > SF_HTTP_URL_MAX - c->url_len) {
     c->err_status = 414;
     c->err_msg = "request target longer than 2048 bytes";
     return -1;
+  }
+  if (len > c->url_cap - c->url_len) {
+    /* Longer than url_inline (rare): the heap, at the most 414 allows,
+     * until the request is answered. */
+    char *u = malloc(SF_HTTP_URL_MAX);
+    if (!u) {
+      c->err_status = 503;
+      c->err_msg = "out of memory";
+      return -1;
+    }
+    memcpy(u, c->url, c->url_len);
+    c->url = u;
+    c->url_cap = SF_HTTP_URL_MAX;
   }
   memcpy(c->url + c->url_len, at, len);
   c->url_len += len;
@@ -223,6 +246,7 @@ static int on_message_complete(llhttp_t *p) {
   if (!c->keep_alive)
     c->closing = 1;
   sf__http_dispatch(c);
+  url_release(c);
   if (c->closing || c->out_len >= SF_HTTP_OUT_PAUSE)
     return HPE_PAUSED;
   return 0;
@@ -244,6 +268,8 @@ void sf__http_init(sf_http_conn *c, sf_worker *w) {
   c->out = c->out_inline;
   c->out_len = 0;
   c->out_cap = sizeof c->out_inline;
+  c->url = c->url_inline;
+  c->url_cap = sizeof c->url_inline;
   c->url_len = c->header_bytes = 0;
   c->err_status = 0;
   c->err_msg = NULL;
@@ -252,6 +278,7 @@ void sf__http_init(sf_http_conn *c, sf_worker *w) {
 }
 
 void sf__http_free(sf_http_conn *c) {
+  url_release(c);
   if (c->out != c->out_inline)
     free(c->out);
   c->out = c->out_inline;
@@ -261,10 +288,15 @@ void sf__http_free(sf_http_conn *c) {
 
 void sf__http_sent(sf_http_conn *c) {
   c->out_len = 0;
-  /* A huge /ids answer should not pin its buffer for the connection's
-   * life; anything up to 1 MiB is kept for the next one. */
-  if (c->out != c->out_inline && c->out_cap > (1u << 20))
-    sf__http_free(c);
+  /* An answer that outgrew out_inline (a large /ids, /metrics, a deep
+   * pipelined burst) does not pin its heap buffer while the connection
+   * idles: one malloc/free per such burst, none for the usual answers.
+   * The request target stays: a partly received request may be in it. */
+  if (c->out != c->out_inline) {
+    free(c->out);
+    c->out = c->out_inline;
+    c->out_cap = sizeof c->out_inline;
+  }
 }
 
 /* parse_error answers a request llhttp refused, then closes. */
@@ -279,6 +311,8 @@ static void parse_error(sf_http_conn *c, llhttp_errno_t e) {
     st = SF_ST_414;
   else if (c->err_status == 431)
     st = SF_ST_431;
+  else if (c->err_status == 503)
+    st = SF_ST_503;
   else if (c->err_status == 505 || e == HPE_INVALID_VERSION)
     st = SF_ST_505;
   if (c->err_status) {

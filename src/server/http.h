@@ -19,17 +19,23 @@
 #include "node.h"
 
 #define SF_HTTP_URL_MAX 2048     /* longer request target: 414 */
+#define SF_HTTP_URL_INLINE 256   /* request target kept inside the conn */
 #define SF_HTTP_HEADER_MAX 8192  /* larger header section: 431 */
-#define SF_HTTP_OUT_INLINE 4096  /* output kept inside the connection */
+#define SF_HTTP_OUT_INLINE 2048  /* output kept inside the connection */
 #define SF_HTTP_OUT_PAUSE 262144 /* stop parsing with this much unsent */
 #define SF_HTTP_HEADROOM 512     /* room reserved for response headers */
 
+/* Idle, a connection holds only its inline buffers: a request target
+ * longer than SF_HTTP_URL_INLINE moves to the heap until its request is
+ * answered, and output that outgrows out_inline moves to the heap until it
+ * is sent (sf__http_sent). */
 typedef struct sf_http_conn {
   llhttp_t parser;
   sf_worker *w;
   char *out; /* out_inline, or the heap once a response outgrew it */
   size_t out_len, out_cap;
-  size_t url_len, header_bytes;
+  char *url; /* url_inline, or the heap for a long request target */
+  size_t url_len, url_cap, header_bytes;
   int err_status; /* 414 or 431 found by a callback, 0: none */
   const char *err_msg;
   int closing;    /* close once out is written; further input ignored */
@@ -38,11 +44,12 @@ typedef struct sf_http_conn {
   int http10;     /* the current request is HTTP/1.0 */
   int head;       /* the current request is HEAD: no body sent */
   sf_ep ep;       /* the current request's endpoint, for metrics */
-  char url[SF_HTTP_URL_MAX];
+  char url_inline[SF_HTTP_URL_INLINE];
   char out_inline[SF_HTTP_OUT_INLINE];
 } sf_http_conn;
 
-/* sf__http_init readies c for a new connection served by w. */
+/* sf__http_init readies c for a new connection served by w; it writes
+ * neither inline buffer, so they need no zeroing. */
 void sf__http_init(sf_http_conn *c, sf_worker *w);
 /* sf__http_free releases what c allocated; c can be initialized again. */
 void sf__http_free(sf_http_conn *c);
@@ -50,7 +57,8 @@ void sf__http_free(sf_http_conn *c);
  * the bytes consumed: less than len only when parsing stopped because
  * SF_HTTP_OUT_PAUSE bytes of output wait; feed the rest after sending. */
 size_t sf__http_feed(sf_http_conn *c, const char *data, size_t len);
-/* sf__http_sent empties c->out after the caller wrote all of it. */
+/* sf__http_sent empties c->out after the caller wrote all of it and gives
+ * a heap output buffer back: idle connections hold no heap. */
 void sf__http_sent(sf_http_conn *c);
 static inline int sf__http_closing(const sf_http_conn *c) {
   return c->closing;

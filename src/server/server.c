@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,7 @@ typedef struct conn {
   int writing, closed, draining, eof;
   char *pending; /* input parsing left over while output waited */
   size_t pending_off, pending_len;
-  sf_http_conn http;
+  sf_http_conn http; /* last: on_connection zeroes only what precedes it */
 } conn;
 
 struct worker {
@@ -271,11 +272,15 @@ static void on_connection(uv_stream_t *server, int status) {
     uv_close((uv_handle_t *)t, on_refused_close);
     return;
   }
-  c = calloc(1, sizeof *c);
+  /* Zeroed up to the HTTP state, which sf__http_init sets up without
+   * writing its inline buffers. */
+  c = malloc(sizeof *c);
   if (!c) {
     atomic_fetch_sub_explicit(&node->open_conns, 1, memory_order_relaxed);
     return;
   }
+  memset(c, 0, offsetof(conn, http));
+  sf__http_init(&c->http, &wk->w);
   c->wk = wk;
   uv_tcp_init(&wk->loop, &c->tcp);
   c->tcp.data = c;
@@ -289,7 +294,6 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   sf__ctr_add(&wk->w.stats->conns_accepted, 1);
   uv_tcp_nodelay(&c->tcp, 1);
-  sf__http_init(&c->http, &wk->w);
   c->last_active = uv_now(&wk->loop);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }

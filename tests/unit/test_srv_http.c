@@ -237,6 +237,69 @@ static void test_output_pauses_parsing(void **state) {
   fx_free(f);
 }
 
+/* long_req writes "GET <target> HTTP/1.1" with a request target of exactly
+ * url_len bytes: /ids?count=2&pad=xxx... */
+static void long_req(char *buf, size_t cap, size_t url_len) {
+  static const char head[] = "GET /ids?count=2&pad=";
+  size_t pad = url_len - (sizeof head - 1 - 4);
+  assert_true(sizeof head - 1 + pad + 32 < cap);
+  memcpy(buf, head, sizeof head - 1);
+  memset(buf + sizeof head - 1, 'x', pad);
+  strcpy(buf + sizeof head - 1 + pad, " HTTP/1.1\r\n\r\n");
+}
+
+static void test_buffers_back_inline(void **state) {
+  static char req[3000];
+  fixture *f = fx_new(0);
+  char *out;
+  (void)state;
+  /* Request targets beyond the inline buffer, up to the 414 limit, are
+   * served whole, also when they arrive a byte at a time with the output
+   * sent in between; then the connection holds only its inline buffers. */
+  long_req(req, sizeof req, SF_HTTP_URL_MAX);
+  for (size_t i = 0; req[i]; i++) {
+    out = feed_all(f, req + i, 1);
+    assert_true(req[i + 1] || strstr(out, "HTTP/1.1 200 OK\r\n"));
+    free(out);
+  }
+  assert_true(f->c.url == f->c.url_inline);
+  /* A long target still arriving keeps its heap when the answers before
+   * it are sent. */
+  strcpy(req, "GET /health HTTP/1.1\r\n\r\n");
+  long_req(req + strlen(req), sizeof req - strlen(req), 2 * SF_HTTP_URL_INLINE);
+  assert_int_equal(sf__http_feed(&f->c, req, strlen(req) - 16),
+                   strlen(req) - 16);
+  assert_true(f->c.out_len > 0);
+  sf__http_sent(&f->c);
+  assert_true(f->c.url != f->c.url_inline);
+  out = feed_str(f, req + strlen(req) - 16);
+  assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
+  assert_int_equal(count(out, "\"ids\": ["), 1);
+  assert_true(f->c.url == f->c.url_inline);
+  free(out);
+  long_req(req, sizeof req, SF_HTTP_URL_INLINE + 1);
+  strcat(req, "GET /health HTTP/1.1\r\n\r\n");
+  out = feed_str(f, req);
+  assert_int_equal(count(out, "HTTP/1.1 200 OK\r\n"), 2);
+  assert_int_equal(count(out, "\"ids\": ["), 1);
+  assert_true(strstr(out, "\"ids\": [") < strstr(out, "\r\n\r\nok"));
+  assert_true(f->c.url == f->c.url_inline);
+  free(out);
+  /* An answer larger than the inline output buffer: its heap goes once
+   * it is sent. */
+  out = feed_str(f, "GET /ids?count=10000 HTTP/1.1\r\n\r\n");
+  assert_true(strlen(out) > SF_HTTP_OUT_INLINE);
+  assert_true(f->c.out == f->c.out_inline);
+  assert_int_equal(f->c.out_cap, SF_HTTP_OUT_INLINE);
+  free(out);
+  long_req(req, sizeof req, SF_HTTP_URL_MAX + 1);
+  out = feed_str(f, req);
+  assert_non_null(strstr(out, "414 URI Too Long"));
+  assert_true(sf__http_closing(&f->c));
+  free(out);
+  fx_free(f);
+}
+
 static void test_no_lease_is_503(void **state) {
   fixture *f = fx_new(0);
   char *out;
@@ -291,6 +354,7 @@ int main(void) {
       cmocka_unit_test(test_methods_and_params),
       cmocka_unit_test(test_http10_closes),
       cmocka_unit_test(test_output_pauses_parsing),
+      cmocka_unit_test(test_buffers_back_inline),
       cmocka_unit_test(test_no_lease_is_503),
       cmocka_unit_test(test_clock_behind_floor_is_503),
       cmocka_unit_test(test_u64_dec),
