@@ -235,7 +235,9 @@ static int on_headers_complete(llhttp_t *p) {
   }
   c->http10 = p->http_minor == 0;
   c->head = p->method == HTTP_HEAD;
-  c->keep_alive = llhttp_should_keep_alive(p);
+  /* An Upgrade or CONNECT request is answered as a plain one, and then the
+   * connection ends: say so in the answer. */
+  c->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   c->has_body = (p->flags & F_CHUNKED) ||
                 ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   return 0;

@@ -271,6 +271,16 @@ def test_connection_close(node):
     assert got[0][1]["connection"] == "close"
 
 
+def test_upgrade_is_answered_once_then_closed(node):
+    # No protocol switch: the request is answered as a plain GET, the
+    # answer says the connection ends, and what follows is not read.
+    data = raw(node.port, request("GET", "/id", headers=[
+        "Connection: Upgrade", "Upgrade: websocket"]) + request("GET", "/id"))
+    got = parse_responses(data)
+    assert [g[0] for g in got] == [200]
+    assert got[0][1]["connection"] == "close"
+
+
 def test_ipv6_bind(snowflaked):
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
