@@ -397,8 +397,9 @@ def free_ports():
     return ports
 
 
-def build_files():
-    files = [os.path.join(ROOT, "docker-compose.yml")]
+def probe_build_network():
+    """E2E_BUILD_NETWORK, or with auto: "default" when a build container on
+    the default bridge reaches the Debian mirror, else "host"."""
     mode = os.environ.get("E2E_BUILD_NETWORK", "auto")
     if mode == "auto":
         # Can a build container on the default bridge reach the mirror?
@@ -410,7 +411,12 @@ def build_files():
         mode = "default" if probe.returncode == 0 else "host"
         log("build network: %s (bridge %s the Debian mirror)" %
             (mode, "reaches" if mode == "default" else "cannot reach"))
-    if mode == "host":
+    return mode
+
+
+def build_files():
+    files = [os.path.join(ROOT, "docker-compose.yml")]
+    if probe_build_network() == "host":
         files.append(os.path.join(HERE, "compose.build-host-network.yml"))
     return files
 

@@ -6,7 +6,13 @@
 # "docker" group of scripts/deps.sh, makes sure the base image exists
 # (building it with debootstrap on machines without a registry), and runs
 # tests/e2e/e2e.py against Dockerfile.dev, .simple and .prod in a compose
-# project of its own, which is taken down (with its volumes) on any exit.
+# project of its own, then tests/e2e/etcd.py against docker-compose.etcd.yml
+# (etcd + three nodes with MACHINE_ID=auto) in another. Each project is taken
+# down (with its volumes) on any exit. Ends with one summary line; the exit
+# status is 0 only when every phase that ran passed.
+#
+# Environment: E2E_PHASES (default "dockerfiles etcd") picks the phases; the
+# rest is passed on to e2e.py and etcd.py (see their headers).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -27,15 +33,37 @@ else
 fi
 export COMPOSE
 export E2E_PROJECT="sfe2e$$"
-echo "e2e: using $COMPOSE ($($COMPOSE version --short 2>/dev/null || true)), project $E2E_PROJECT"
+export E2E_ETCD_PROJECT="sfe2eetcd$$"
+phases=${E2E_PHASES:-dockerfiles etcd}
+echo "e2e: using $COMPOSE ($($COMPOSE version --short 2>/dev/null || true)), projects $E2E_PROJECT and $E2E_ETCD_PROJECT; phases: $phases"
 
 cleanup() {
   $COMPOSE -p "$E2E_PROJECT" -f docker-compose.yml down -v --remove-orphans \
     >/dev/null 2>&1 || true
+  $COMPOSE -p "$E2E_ETCD_PROJECT" -f docker-compose.etcd.yml down -v \
+    --remove-orphans >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 sh tests/e2e/base-image.sh debian:bookworm-slim
-/usr/bin/python3 tests/e2e/e2e.py
+
+summary="" failed=0
+for phase in $phases; do
+  case $phase in
+    dockerfiles) script=tests/e2e/e2e.py ;;
+    etcd) script=tests/e2e/etcd.py ;;
+    *) echo "e2e: E2E_PHASES: unknown phase '$phase' (dockerfiles, etcd)" >&2
+       exit 2 ;;
+  esac
+  start=$SECONDS
+  if /usr/bin/python3 "$script"; then result=PASS; else result=FAIL; failed=1; fi
+  summary="$summary $phase $result ($((SECONDS - start)) s);"
+done
+echo "e2e: summary:${summary%;}"
+if [ "$failed" -ne 0 ]; then
+  echo "e2e: FAIL"
+  exit 1
+fi
+echo "e2e: PASS"
