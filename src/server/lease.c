@@ -61,6 +61,7 @@ struct sf_lease {
   /* read by any thread */
   _Atomic int64_t machine_id;  /* -1 when none */
   _Atomic int64_t deadline_ns; /* clock ns after which the id is unsafe */
+  _Atomic uint64_t generation; /* bumped by every publish() */
   _Atomic int state;           /* sf_lease_state */
   _Atomic int64_t lease_id;
   _Atomic int ttl_s; /* as granted by etcd */
@@ -529,10 +530,16 @@ static int key_owner(conn *c, uint64_t id, int64_t *lease, char *err,
 }
 
 /* publish makes id usable until deadline. The deadline is cleared first so
- * that a reader never pairs a new id with an old deadline or the reverse. */
+ * that a reader never pairs a new id with an old deadline or the reverse;
+ * the generation moves while the deadline is 0, so a reader that sees the
+ * same deadline on both sides of its reads also sees the generation that
+ * goes with the id (sf__lease_machine_id). Every change of the id, a loss
+ * included, comes through here; a renewal that keeps the lease only stores
+ * a later deadline and keeps the generation. */
 static void publish(sf_lease *l, int64_t id, int64_t deadline) {
   atomic_store(&l->deadline_ns, 0);
   atomic_store(&l->machine_id, id);
+  atomic_fetch_add(&l->generation, 1);
   atomic_store(&l->deadline_ns, deadline);
   atomic_store(&l->state, id >= 0 ? SF_LEASE_HELD : SF_LEASE_LOST);
 }
@@ -873,17 +880,29 @@ fail:
   return -1;
 }
 
-int64_t sf__lease_machine_id(sf_lease *l) {
+int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
+  if (gen)
+    *gen = 0;
   if (!l)
     return -1;
-  /* The deadline is read on both sides of the id: if both reads agree, the
-   * id belongs to that deadline (publish() clears the deadline before it
-   * changes the id). */
-  int64_t d = atomic_load(&l->deadline_ns);
-  int64_t id = atomic_load(&l->machine_id);
-  if (atomic_load(&l->deadline_ns) != d || now_ns() >= d)
-    return -1;
-  return id;
+  /* The deadline is read on both sides of the id and the generation: if
+   * both reads agree, the id and generation belong to that deadline
+   * (publish() clears the deadline before it changes either). A renewal
+   * may move the deadline between the reads; read again then, a few times
+   * at most. */
+  for (int tries = 0; tries < 3; tries++) {
+    int64_t d = atomic_load(&l->deadline_ns);
+    int64_t id = atomic_load(&l->machine_id);
+    uint64_t g = atomic_load(&l->generation);
+    if (atomic_load(&l->deadline_ns) != d)
+      continue;
+    if (d == 0 || now_ns() >= d)
+      return -1;
+    if (gen)
+      *gen = g;
+    return id;
+  }
+  return -1;
 }
 
 void sf__lease_stats_get(sf_lease *l, sf_lease_stats *o) {
@@ -893,7 +912,7 @@ void sf__lease_stats_get(sf_lease *l, sf_lease_stats *o) {
     o->state = SF_LEASE_STOPPED;
     return;
   }
-  o->machine_id = sf__lease_machine_id(l);
+  o->machine_id = sf__lease_machine_id(l, NULL);
   o->state = (sf_lease_state)atomic_load(&l->state);
   if (o->state == SF_LEASE_HELD && o->machine_id < 0)
     o->state = SF_LEASE_LOST; /* past the deadline, thread not yet aware */
@@ -944,8 +963,10 @@ int sf__lease_start(const sf_lease_config *c, sf_lease **out, char *err,
   return -1;
 }
 
-int64_t sf__lease_machine_id(sf_lease *l) {
+int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
   (void)l;
+  if (gen)
+    *gen = 0;
   return -1;
 }
 

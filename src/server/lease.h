@@ -52,8 +52,16 @@ typedef struct sf_lease_stats {
 int sf__lease_start(const sf_lease_config *c, sf_lease **out, char *err,
                     size_t errlen);
 /* sf__lease_machine_id returns the id that may be used now, or -1. Cheap
- * (atomic loads and one monotonic clock read), safe from any thread. */
-int64_t sf__lease_machine_id(sf_lease *l);
+ * (atomic loads and one monotonic clock read), safe from any thread. When
+ * gen is not NULL it receives the lease's generation, read in the same
+ * snapshot as the id: a number that changes every time the id is published
+ * anew (claimed, given up, or taken back after a loss) and never while one
+ * lease stays held. Two answers >= 0 with the same id and generation mean
+ * that etcd held that lease, with our key on it, at every moment between
+ * them: a lease that expires at etcd never comes back, and keeping the id
+ * after any gap means publishing it again. Renewals that only extend the
+ * deadline keep the generation. */
+int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen);
 /* sf__lease_stats_get copies the lease's state and counters. */
 void sf__lease_stats_get(sf_lease *l, sf_lease_stats *out);
 /* sf__lease_state_name returns "held", "lost" or "stopped". */

@@ -132,8 +132,8 @@ static void on_signal(uv_signal_t *h, int signum) {
 }
 
 #if SF_WITH_ETCD
-static int64_t lease_id(void *ctx) {
-  return sf__lease_machine_id(ctx);
+static int64_t lease_id(void *ctx, uint64_t *gen) {
+  return sf__lease_machine_id(ctx, gen);
 }
 static void lease_stats(void *ctx, sf_lease_stats *out) {
   sf__lease_stats_get(ctx, out);
@@ -218,7 +218,7 @@ int main(int argc, char **argv) {
     node.lease_id = lease_id;
     node.lease_stats = lease_stats;
     node.lease_ctx = l;
-    now = sf__lease_machine_id(l);
+    now = sf__lease_machine_id(l, NULL);
     gc.machine_id = now < 0 ? 0 : (uint64_t)now;
   }
 #endif

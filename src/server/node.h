@@ -74,8 +74,11 @@ typedef struct sf_node {
   void *clock_ctx;
   int64_t floor_unix_ms; /* the state file's mark at start, 0: none */
   /* The leased machine id (-1: none) and the lease's state; NULL when the
-   * id is fixed. Function pointers keep the HTTP core free of etcd. */
-  int64_t (*lease_id)(void *ctx);
+   * id is fixed. Function pointers keep the HTTP core free of etcd.
+   * lease_id also writes the lease's generation to *gen unless gen is NULL
+   * (see sf__lease_machine_id): the routes compare (id, generation) before
+   * and after minting IDs. */
+  int64_t (*lease_id)(void *ctx, uint64_t *gen);
   void (*lease_stats)(void *ctx, sf_lease_stats *out);
   void *lease_ctx;
   sf_srv_stats *stats; /* one per worker */

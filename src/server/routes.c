@@ -5,6 +5,7 @@
  * their parts from sf_decode.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,22 +66,34 @@ static void gen_error(sf_http_conn *c, int rc, int64_t wait_ms) {
   }
 }
 
-/* machine_ready checks the leased id before issuing: 0, or -1 after
- * answering 503. A new lease id is handed to the generator. */
-static int machine_ready(sf_http_conn *c) {
+static void no_lease(sf_http_conn *c) {
   static const char one[] = "Retry-After: 1\r\n";
+  sf__http_error(c, SF_ST_503, "no machine id lease is held (etcd)", one,
+                 sizeof one - 1);
+}
+
+/* The leased machine id and the lease's generation as the pre-check saw
+ * them (lease_id is NULL: the id is fixed and neither check runs). */
+typedef struct lease_snap {
+  int64_t id;
+  uint64_t gen;
+} lease_snap;
+
+/* machine_ready is the check before minting: 0 with s set, or -1 after
+ * answering 503. A new lease id is handed to the generator. */
+static int machine_ready(sf_http_conn *c, lease_snap *s) {
   sf_node *n = c->w->node;
-  int64_t mid;
+  s->id = -1;
+  s->gen = 0;
   if (!n->lease_id)
     return 0;
-  mid = n->lease_id(n->lease_ctx);
-  if (mid < 0) {
-    sf__http_error(c, SF_ST_503, "no machine id lease is held (etcd)", one,
-                   sizeof one - 1);
+  s->id = n->lease_id(n->lease_ctx, &s->gen);
+  if (s->id < 0) {
+    no_lease(c);
     return -1;
   }
-  if ((uint64_t)mid != sf_gen_machine_id(n->gen) &&
-      sf_gen_set_machine_id(n->gen, (uint64_t)mid) != 0) {
+  if ((uint64_t)s->id != sf_gen_machine_id(n->gen) &&
+      sf_gen_set_machine_id(n->gen, (uint64_t)s->id) != 0) {
     sf__http_error(c, SF_ST_500, "leased machine id out of range", NULL, 0);
     return -1;
   }
@@ -94,6 +107,43 @@ static uint64_t machine_of(const sf_node *n, uint64_t id) {
   return p.machine_id;
 }
 
+/* machine_kept is the check after minting ids[0..count): 0 when they may
+ * be sent, or -1 after answering 503 (they are dropped; the generator never
+ * issues them again).
+ *
+ * Why this is enough: the pre-check saw (id, gen) with the id's deadline
+ * still ahead, so etcd held our lease L then (the deadline ends a margin
+ * before etcd's expiry). If this check sees the same id and generation,
+ * again before the deadline, etcd still holds the same L now: only
+ * publish() changes the id or L, and it always moves the generation (a
+ * lease that expired at etcd fails its keepalive and the id must be
+ * claimed again, a new publish). An etcd lease never comes back once
+ * expired, so L, and the key <prefix><id> bound to it, lived through the
+ * whole interval, and every ID minted in it was minted under a lease etcd
+ * held. The IDs' own machine field must be id too: another thread may have
+ * set the generator to a different leased id between the checks. The fence
+ * keeps this check's loads and clock read after the mint. */
+static int machine_kept(sf_http_conn *c, const lease_snap *s,
+                        const uint64_t *ids, size_t count) {
+  sf_node *n = c->w->node;
+  uint64_t gen;
+  int64_t id;
+  if (!n->lease_id)
+    return 0;
+  atomic_thread_fence(memory_order_seq_cst);
+  id = n->lease_id(n->lease_ctx, &gen);
+  if (id < 0 || id != s->id || gen != s->gen) {
+    no_lease(c);
+    return -1;
+  }
+  for (size_t i = 0; i < count; i++)
+    if (machine_of(n, ids[i]) != (uint64_t)id) {
+      no_lease(c);
+      return -1;
+    }
+  return 0;
+}
+
 /* ------------------------------------------------------------- handlers */
 
 static void h_health(sf_http_conn *c, const req *r) {
@@ -102,10 +152,8 @@ static void h_health(sf_http_conn *c, const req *r) {
   int64_t now_ms, high, behind;
   char *b;
   (void)r;
-  if (n->lease_id && n->lease_id(n->lease_ctx) < 0) {
-    static const char one[] = "Retry-After: 1\r\n";
-    sf__http_error(c, SF_ST_503, "no machine id lease is held (etcd)", one,
-                   sizeof one - 1);
+  if (n->lease_id && n->lease_id(n->lease_ctx, NULL) < 0) {
+    no_lease(c);
     return;
   }
   sf_gen_stats_get(n->gen, &s);
@@ -127,19 +175,22 @@ static void h_health(sf_http_conn *c, const req *r) {
 
 static void h_id(sf_http_conn *c, const req *r) {
   sf_node *n = c->w->node;
+  lease_snap ls;
   uint64_t id;
   int64_t wait_ms = 0;
   int rc;
   char *b, *p;
   size_t dl;
   (void)r;
-  if (machine_ready(c))
+  if (machine_ready(c, &ls))
     return;
   rc = sf_gen_next(n->gen, &id, &wait_ms);
   if (rc != 0) {
     gen_error(c, rc, wait_ms);
     return;
   }
+  if (machine_kept(c, &ls, &id, 1))
+    return;
   sf__ctr_add(&c->w->stats->ids_issued, 1);
   b = p = sf__http_body(c, 96);
   if (!b) {
@@ -188,6 +239,7 @@ static void h_ids(sf_http_conn *c, const req *r) {
   int strings = 0, rc;
   int64_t wait_ms = 0;
   unsigned max = n->cfg->max_batch;
+  lease_snap ls;
   char msg[96], *b, *p;
 
   if (!param(r, "count", &v, &vl)) {
@@ -220,13 +272,15 @@ static void h_ids(sf_http_conn *c, const req *r) {
       return;
     }
   }
-  if (machine_ready(c))
+  if (machine_ready(c, &ls))
     return;
   rc = sf_gen_next_n(n->gen, c->w->ids, count, &wait_ms);
   if (rc != 0) {
     gen_error(c, rc, wait_ms);
     return;
   }
+  if (machine_kept(c, &ls, c->w->ids, count))
+    return;
   sf__ctr_add(&c->w->stats->ids_issued, count);
   b = p = sf__http_body(c, 64 + count * (SF_ID_BUFSIZE + 4));
   if (!b) {

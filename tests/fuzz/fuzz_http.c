@@ -7,6 +7,10 @@
  * reads, the rest is what a client sent.
  *   byte 0 bit 0-1: machine id fixed (0, 3), leased (1) or lease lost (2)
  *          bit 2:   the clock is 5 s behind the newest ID for this input
+ *          bit 3:   when leased, the lease is published anew (a new
+ *                   generation, the id alternating 5/6) on every call, so
+ *                   the check after each mint fails and no ID may be
+ *                   issued
  *   byte 1: read size 1..256 (0: all at once)
  *
  * Checked beyond ASan/UBSan: the connection always makes progress (a feed
@@ -47,9 +51,17 @@ static int64_t fuzz_clock(void *ctx) {
 }
 
 static int64_t lease_val;
+static uint64_t lease_gen;
+static int lease_flaps;
 
-static int64_t fuzz_lease_id(void *ctx) {
+static int64_t fuzz_lease_id(void *ctx, uint64_t *gen) {
   (void)ctx;
+  if (lease_flaps && lease_val >= 0) {
+    lease_gen++;
+    lease_val = 5 + (int64_t)(lease_gen & 1);
+  }
+  if (gen)
+    *gen = lease_gen;
   return lease_val;
 }
 
@@ -177,6 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *in;
   size_t left;
   int mode;
+  uint64_t issued_before;
 
   if (!ready) {
     setup();
@@ -184,9 +197,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (size < 2)
     return 0;
+  issued_before = atomic_load(&stats->ids_issued);
   mode = data[0] & 3;
   node.lease_id = NULL;
   node.lease_stats = NULL;
+  lease_flaps = mode == 1 && (data[0] & 8);
   if (mode == 1 || mode == 2) {
     lease_val = mode == 1 ? 5 : -1;
     node.lease_id = fuzz_lease_id;
@@ -217,5 +232,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fwrite(out, 1, out_len, stderr);
   check_responses(out, out_len,
                   find((const char *)data + 2, size - 2, "HEAD") != NULL);
+  if (lease_flaps)
+    CHECK(atomic_load(&stats->ids_issued) == issued_before);
   return 0;
 }
