@@ -271,7 +271,7 @@ lint:
 	@sh scripts/deps.sh lint
 	clang-format --dry-run -Werror $(LIB_SRC) $(CLI_SRC) $(SERVER_SRC) \
 	  $(UNIT_SRC) $(wildcard tests/fuzz/*.c bench/*.c) include/snowflake.h \
-	  $(wildcard src/*/*.h tests/unit/*.h)
+	  $(wildcard src/*/*.h tests/unit/*.h tests/fuzz/*.h)
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem -Iinclude -Isrc/server \
 	  -D__GNUC__ -DSF_WITH_ETCD=1 src tests/unit
@@ -279,7 +279,7 @@ lint:
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(SERVER_SRC) $(UNIT_SRC) \
 	  $(wildcard tests/fuzz/*.c bench/*.c) include/snowflake.h \
-	  $(wildcard src/*/*.h tests/unit/*.h)
+	  $(wildcard src/*/*.h tests/unit/*.h tests/fuzz/*.h)
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \

@@ -20,21 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "snowflake.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const sf_format formats[] = {SF_FORMAT_DEC, SF_FORMAT_HEX,
                                     SF_FORMAT_BASE62, SF_FORMAT_BASE32};
 #define NFORMATS (sizeof formats / sizeof formats[0])
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      abort();                                                                 \
-    }                                                                          \
-  } while (0)
 
 /* canonical writes the form sf_encode would give for text s that sf_parse
  * accepted in format f; returns its length. */
