@@ -71,33 +71,42 @@ def run(cmd, env=None, check_rc=True, timeout=900):
     return p
 
 
-class Cluster:
-    """One compose project built from one Dockerfile."""
+class ComposeProject:
+    """A compose project: its name, compose files, host ports and the
+    environment compose runs in. Shared by the Dockerfile and etcd phases."""
 
-    def __init__(self, dockerfile, ports, files):
-        self.dockerfile = dockerfile
+    def __init__(self, project, ports, files, **env):
+        self.project = project
         self.ports = dict(zip(NODES, ports))
         self.files = files
-        self.env = dict(os.environ, DOCKERFILE=dockerfile)
+        self.env = dict(os.environ, **env)
         for i, port in enumerate(ports, 1):
             self.env["NODE%d_PORT" % i] = str(port)
-        self.image = "snowflake-id:" + dockerfile
 
     def compose(self, *args, check_rc=True, timeout=900):
-        cmd = COMPOSE + ["-p", PROJECT]
+        cmd = COMPOSE + ["-p", self.project]
         for f in self.files:
             cmd += ["-f", f]
         return run(cmd + list(args), env=self.env, check_rc=check_rc,
                    timeout=timeout)
 
-    def cid(self, node):
+    def cid(self, service):
         # The labels both compose v1 and v2 put on their containers; a
         # docker call is much quicker than a compose one.
         out = run(["docker", "ps", "-a", "-q",
-                   "--filter", "label=com.docker.compose.project=" + PROJECT,
-                   "--filter", "label=com.docker.compose.service=" + node]).stdout.split()
-        check(len(out) == 1, "no single container for %s: %r" % (node, out))
+                   "--filter", "label=com.docker.compose.project=" + self.project,
+                   "--filter", "label=com.docker.compose.service=" + service]).stdout.split()
+        check(len(out) == 1, "no single container for %s: %r" % (service, out))
         return out[0]
+
+
+class Cluster(ComposeProject):
+    """One compose project built from one Dockerfile."""
+
+    def __init__(self, dockerfile, ports, files):
+        super().__init__(PROJECT, ports, files, DOCKERFILE=dockerfile)
+        self.dockerfile = dockerfile
+        self.image = "snowflake-id:" + dockerfile
 
     def inspect_all(self, cids):
         """{node: docker inspect document} for {node: container id}."""

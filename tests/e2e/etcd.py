@@ -32,8 +32,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2e import (  # noqa: E402  (the helpers of the Dockerfile phases)
-    Failure, check, free_ports, get, get_json, machine_of, parse_ts,
-    probe_build_network, run,
+    ComposeProject, Failure, check, free_ports, get, get_json, machine_of,
+    parse_ts, probe_build_network, run,
 )
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -51,28 +51,9 @@ def log(msg):
     print("e2e etcd: " + msg, flush=True)
 
 
-class EtcdCluster:
+class EtcdCluster(ComposeProject):
     def __init__(self, ports, files):
-        self.ports = dict(zip(NODES, ports))
-        self.files = files
-        self.env = dict(os.environ)
-        for i, port in enumerate(ports, 1):
-            self.env["NODE%d_PORT" % i] = str(port)
-
-    def compose(self, *args, check_rc=True, timeout=900):
-        cmd = COMPOSE + ["-p", PROJECT]
-        for f in self.files:
-            cmd += ["-f", f]
-        return run(cmd + list(args), env=self.env, check_rc=check_rc,
-                   timeout=timeout)
-
-    def cid(self, service):
-        out = run(["docker", "ps", "-a", "-q",
-                   "--filter", "label=com.docker.compose.project=" + PROJECT,
-                   "--filter", "label=com.docker.compose.service=" + service]
-                  ).stdout.split()
-        check(len(out) == 1, "no single container for %s: %r" % (service, out))
-        return out[0]
+        super().__init__(PROJECT, ports, files)
 
     def state(self, service):
         doc = json.loads(run(["docker", "inspect", self.cid(service)]).stdout)
