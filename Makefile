@@ -4,6 +4,7 @@
 #   make run          start one node on PORT (8000) with MACHINE_ID (1)
 #   make test         unit tests (cmocka) and integration tests (pytest)
 #   make SANITIZE=1 test    the same under ASan + UBSan, in build-san/
+#   make test-ops     the systemd unit, man pages, alert rules and dashboard
 #   make SANITIZE=thread test-tsan   threaded generator tests under TSan
 #   make lint | format | install | uninstall | clean | bench | fuzz | e2e
 
@@ -13,6 +14,9 @@ BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/snowflake-id
 
 CC ?= cc
 PYTHON ?= /usr/bin/python3
@@ -99,7 +103,7 @@ SERVER := $(BUILD)/snowflaked
 SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) -Isrc/server
 SERVER_LIBS = $(UV_LIBS) $(ETCD_LIBS) -lpthread
 
-.PHONY: bench-gen bench-http all run test test-unit test-integration test-tsan lint format \
+.PHONY: bench-gen bench-http all run test test-unit test-integration test-ops test-tsan lint format \
         install uninstall clean bench fuzz fuzz-ci fuzz-build soak e2e deps
 
 all: $(LIB_A) $(LIB_SO) $(CLI) $(SERVER) $(BUILD)/snowflake.pc
@@ -244,6 +248,7 @@ run: $(SERVER)
 test:
 	$(MAKE) test-unit
 	$(MAKE) test-integration
+	$(MAKE) test-ops
 
 test-unit: all $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
@@ -252,6 +257,15 @@ test-integration: all
 	@sh scripts/deps.sh test
 	SNOWFLAKED=$(abspath $(SERVER)) SNOWFLAKE=$(abspath $(CLI)) SF_SAN_FLAGS="$(SAN_FLAGS)" \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# What operators use around the binary (deploy/, man/): systemd-analyze
+# verify and security, mandoc -T lint, promtool check/test rules, the man
+# pages against --help, and every metric the alerts and the dashboard query
+# against a running node's /metrics.
+test-ops: all
+	@sh scripts/deps.sh test ops
+	SNOWFLAKED=$(abspath $(SERVER)) SNOWFLAKE=$(abspath $(CLI)) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/ops
 
 # The threaded generator tests under ThreadSanitizer. gcc 12's TSan cannot
 # map its shadow when the kernel randomizes mmap with more than 28 bits
@@ -291,11 +305,20 @@ install: all
 	ln -sf libsnowflake.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsnowflake.so
 	$(PC_SED) snowflake.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/snowflake.pc  # this PREFIX, not the build's
 	install -m 755 $(CLI) $(SERVER) $(DESTDIR)$(BINDIR)/
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(DOCDIR)
+	install -m 644 man/snowflake.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/snowflaked.8 $(DESTDIR)$(MANDIR)/man8/
+	sed 's|^ExecStart=/usr/local/bin/|ExecStart=$(BINDIR)/|' deploy/systemd/snowflaked.service \
+	  > $(DESTDIR)$(SYSTEMDUNITDIR)/snowflaked.service  # this BINDIR
+	install -m 644 deploy/systemd/snowflaked.env $(DESTDIR)$(DOCDIR)/snowflaked.env.example
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/snowflake.h $(DESTDIR)$(LIBDIR)/libsnowflake.* \
 	  $(DESTDIR)$(PKGCONFIGDIR)/snowflake.pc $(DESTDIR)$(BINDIR)/snowflake \
-	  $(DESTDIR)$(BINDIR)/snowflaked
+	  $(DESTDIR)$(BINDIR)/snowflaked $(DESTDIR)$(MANDIR)/man1/snowflake.1 \
+	  $(DESTDIR)$(MANDIR)/man8/snowflaked.8 $(DESTDIR)$(SYSTEMDUNITDIR)/snowflaked.service \
+	  $(DESTDIR)$(DOCDIR)/snowflaked.env.example
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz build-static

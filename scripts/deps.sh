@@ -3,7 +3,7 @@
 # installed. As root it installs what is missing with apt-get; otherwise it
 # prints the exact command to run and exits 1.
 #
-# Groups: build test lint bench fuzz docker etcd all
+# Groups: build test lint bench fuzz docker etcd ops all
 set -eu
 
 pkgs_build="gcc libc6-dev make pkg-config libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev"
@@ -13,14 +13,16 @@ pkgs_bench="wrk nginx-light procps"
 pkgs_fuzz="clang libclang-rt-14-dev"
 pkgs_docker="debootstrap docker-compose"
 pkgs_etcd="etcd-server etcd-client"
+# make test-ops: systemd-analyze, mandoc, man (Documentation= links), promtool
+pkgs_ops="systemd mandoc man-db prometheus python3-yaml"
 
 want=""
 for g in "$@"; do
   case "$g" in
-  all) want="$want $pkgs_build $pkgs_test $pkgs_lint $pkgs_bench $pkgs_fuzz" ;;
-  build | test | lint | bench | fuzz | docker | etcd)
+  all) want="$want $pkgs_build $pkgs_test $pkgs_lint $pkgs_bench $pkgs_fuzz $pkgs_ops" ;;
+  build | test | lint | bench | fuzz | docker | etcd | ops)
     eval "want=\"\$want \$pkgs_$g\"" ;;
-  *) echo "deps.sh: unknown group \"$g\" (build test lint bench fuzz docker etcd all)" >&2; exit 2 ;;
+  *) echo "deps.sh: unknown group \"$g\" (build test lint bench fuzz docker etcd ops all)" >&2; exit 2 ;;
   esac
 done
 
