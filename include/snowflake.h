@@ -43,6 +43,9 @@ extern "C" {
 
 /* Bytes needed for any encoded ID plus its NUL (decimal takes 19 digits). */
 #define SF_ID_BUFSIZE 24
+/* Bytes needed for a UUID "xxxxxxxx-xxxx-7xxx-xxxx-xxxxxxxxxxxx" plus its NUL,
+ * and so for any view (sf_view_encode). */
+#define SF_UUID_BUFSIZE 37
 /* Bytes needed for "YYYY-MM-DDTHH:MM:SS.mmmZ" plus its NUL (years 0..9999). */
 #define SF_TIME_BUFSIZE 25
 
@@ -58,7 +61,9 @@ extern "C" {
   X(EPARSE, "not a valid ID or value")                                         \
   X(ERANGE, "value out of range")                                              \
   X(ENOSPC, "buffer too small")                                                \
-  X(ENOMEM, "out of memory")
+  X(ENOMEM, "out of memory")                                                   \
+  X(EUUIDVERSION, "not a version 7 UUID with variant 10 (RFC 9562)")           \
+  X(EUUIDBITS, "UUID bits past the machine id are not zero: no ID's view")
 
 typedef enum sf_errno {
   SF_OK = 0,
@@ -80,6 +85,8 @@ typedef enum sf_errno {
 #define SF_ERANGE (-(SF__ERRNO_IDX_ERANGE))
 #define SF_ENOSPC (-(SF__ERRNO_IDX_ENOSPC))
 #define SF_ENOMEM (-(SF__ERRNO_IDX_ENOMEM))
+#define SF_EUUIDVERSION (-(SF__ERRNO_IDX_EUUIDVERSION))
+#define SF_EUUIDBITS (-(SF__ERRNO_IDX_EUUIDBITS))
 
 /* sf_strerror returns a static message for err ("unknown error" otherwise). */
 const char *sf_strerror(int err);
@@ -105,6 +112,9 @@ int sf_layout_check(const sf_layout *l, int64_t now_ms);
 uint64_t sf_layout_max_machine(const sf_layout *l);
 uint64_t sf_layout_max_sequence(const sf_layout *l);
 int64_t sf_layout_max_timestamp(const sf_layout *l);
+/* sf_layout_end_ms returns the first unix ms the layout cannot stamp (the
+ * timestamp runs out there: 2093-09-06T15:47:35.552Z by default). */
+int64_t sf_layout_end_ms(const sf_layout *l);
 /* sf_layout_max_rate returns the IDs per second one node can issue at most
  * (4,096,000 for the default layout). */
 uint64_t sf_layout_max_rate(const sf_layout *l);
@@ -126,6 +136,12 @@ typedef struct sf_parts {
 /* sf_decode takes id apart: 0, or SF_ERANGE when the sign bit is set. */
 int sf_decode(const sf_layout *l, uint64_t id, sf_parts *out);
 
+/* sf_bounds gives the smallest and largest ID any machine can issue in the
+ * millisecond unix_ms (for range queries on ID-keyed tables): 0, or
+ * SF_ERANGE when unix_ms is before the epoch or past the last timestamp. */
+int sf_bounds(const sf_layout *l, int64_t unix_ms, uint64_t *min_id,
+              uint64_t *max_id);
+
 /* sf_format_time writes unix_ms as "2026-01-02T03:04:05.678Z" into buf
  * (SF_TIME_BUFSIZE bytes); returns its length or SF_ERANGE outside years
  * 1970..9999. */
@@ -136,24 +152,80 @@ int sf_parse_time(const char *s, int64_t *unix_ms);
 
 /* ------------------------------------------------------------- encodings */
 
+/* The text views of an ID. Every one but decimal has a fixed width (zero
+ * padded), so comparing two such strings byte by byte orders them as the
+ * IDs; parsing takes them with or without the padding. */
 typedef enum sf_format {
-  SF_FORMAT_DEC = 0, /* "275238510129057792" */
-  SF_FORMAT_HEX,     /* lower case, no prefix, no padding: "3d1d7e4d8c001000" */
-  SF_FORMAT_BASE62,  /* 0-9A-Za-z, most significant digit first */
-  SF_FORMAT_BASE32   /* Crockford: 0-9A-Z less I L O U; decode folds case
-                        and reads I/L as 1 and O as 0 */
+  SF_FORMAT_DEC = 0, /* "275238510129057792": no padding, so no text order */
+  SF_FORMAT_HEX,     /* 16 lower-case digits, no prefix: "03d1d7f778c01000";
+                        parsing also takes upper case */
+  SF_FORMAT_BASE62,  /* 11 digits of 0-9A-Za-z (ASCII order) */
+  SF_FORMAT_BASE32,  /* 13 Crockford digits 0-9A-Z less I L O U; parsing
+                        folds case and reads I/L as 1 and O as 0 */
+  SF_FORMAT_UUID     /* RFC 9562 UUIDv7 (sf_uuid_from_id); needs the layout:
+                        only sf_view_encode / sf_view_parse take it */
 } sf_format;
 
-/* sf_format_from_name maps "dec" "hex" "base62" "base32": 0 or SF_EPARSE. */
+/* sf_format_from_name maps "dec" "hex" "base62" "base32" "uuid": 0 or
+ * SF_EPARSE. */
 int sf_format_from_name(const char *name, sf_format *out);
 /* sf_format_name returns the static name of f. */
 const char *sf_format_name(sf_format f);
-/* sf_encode writes id in format f with a NUL into buf; returns the length
- * (without the NUL), SF_ENOSPC, or SF_EINVAL for an unknown format. */
+/* sf_encode writes id in format f (not SF_FORMAT_UUID) with a NUL into buf;
+ * returns the length (without the NUL), SF_ENOSPC, or SF_EINVAL for an
+ * unknown format or SF_FORMAT_UUID. */
 int sf_encode(uint64_t id, sf_format f, char *buf, size_t len);
-/* sf_parse reads exactly len bytes of s as an ID in format f: 0, SF_EPARSE
- * (empty, bad digit, sign, space), or SF_ERANGE (above INT64_MAX). */
+/* sf_parse reads exactly len bytes of s as an ID in format f (not
+ * SF_FORMAT_UUID: SF_EINVAL): 0, SF_EPARSE (empty, bad digit, sign, space),
+ * or SF_ERANGE (above INT64_MAX). Leading zeros are allowed. */
 int sf_parse(const char *s, size_t len, sf_format f, uint64_t *id);
+
+/* sf_view_encode is sf_encode for every format, SF_FORMAT_UUID included (its
+ * time is the ID's unix ms under layout l): the length, SF_ENOSPC, SF_EINVAL,
+ * or SF_ERANGE for an id with the sign bit set, in the UUID view. */
+int sf_view_encode(const sf_layout *l, uint64_t id, sf_format f, char *buf,
+                   size_t len);
+/* sf_view_parse is sf_parse for every format; a UUID gives the ID back as
+ * sf_uuid_to_id does and fails as sf_uuid_parse and sf_uuid_to_id do. */
+int sf_view_parse(const sf_layout *l, const char *s, size_t len, sf_format f,
+                  uint64_t *id);
+/* sf_format_guess returns SF_FORMAT_UUID when the len bytes of s have a
+ * UUID's shape (36 bytes, hyphens at 8, 13, 18 and 23), else
+ * SF_FORMAT_DEC. */
+sf_format sf_format_guess(const char *s, size_t len);
+
+/* ------------------------------------------------------------------ UUID */
+
+/*
+ * The UUIDv7 view (RFC 9562 section 5.7) of an ID, 128 bits, most
+ * significant first:
+ *
+ *   unix_ts_ms (48) = the ID's unix ms | ver (4) = 7 |
+ *   rand_a (12) = the sequence (section 6.2, method 1: a dedicated counter) |
+ *   var (2) = 0b10 | rand_b (62) = machine id (10) | 52 zero bits
+ *
+ * For other widths the sequence then the machine id fill rand_a and rand_b
+ * from the top. The zero bits make the view a function of the ID alone and
+ * reversible: decoding a UUID gives its ID back, and a UUID whose low bits
+ * are not zero is known not to be one of ours. Random bits would add no
+ * secrecy: the ID, which the UUID already holds, is guessable by design.
+ * UUIDs of one node sort in issue order (time, then sequence); those of
+ * two machines differ in the machine bits, so they never collide.
+ */
+
+/* sf_uuid_from_id writes id's UUIDv7 view under layout l into uuid: 0, or
+ * SF_ERANGE when id has the sign bit set. */
+int sf_uuid_from_id(const sf_layout *l, uint64_t id, uint8_t uuid[16]);
+/* sf_uuid_to_id gives the ID whose view uuid is: 0, SF_EUUIDVERSION (not
+ * version 7 and variant 0b10), SF_EUUIDBITS (bits past the machine id set),
+ * or SF_ERANGE (its time is outside the layout's epoch and range). */
+int sf_uuid_to_id(const sf_layout *l, const uint8_t uuid[16], uint64_t *id);
+/* sf_uuid_format writes uuid as 36 lower-case characters with hyphens and a
+ * NUL into buf: returns 36, or SF_ENOSPC when len < SF_UUID_BUFSIZE. */
+int sf_uuid_format(const uint8_t uuid[16], char *buf, size_t len);
+/* sf_uuid_parse reads exactly len bytes "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+ * (hex digits of either case) into uuid: 0 or SF_EPARSE. Any version. */
+int sf_uuid_parse(const char *s, size_t len, uint8_t uuid[16]);
 
 /* sf_parse_uint reads the NUL-terminated s as a decimal integer in 0..max:
  * digits only (no sign, space or prefix). Returns 0, SF_EPARSE (empty or not
@@ -167,7 +239,8 @@ typedef int64_t (*sf_clock_fn)(void *ctx);
 /* The wall clock, CLOCK_REALTIME: steps with it. */
 int64_t sf_clock_wall(void *ctx);
 /* The default: the wall time read once per process, advanced by
- * CLOCK_MONOTONIC. A running process never sees the wall clock step back;
+ * CLOCK_BOOTTIME (monotonic, and counting time suspended). A running process
+ * never sees the wall clock step back, and is not left behind by a suspend;
  * it drifts from the wall clock only by what NTP would have stepped. */
 int64_t sf_clock_monotonic(void *ctx);
 

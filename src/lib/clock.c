@@ -2,12 +2,16 @@
  * clock.c - the clocks a generator can read, and waiting on them.
  *
  * The default clock is the wall time read once per process, advanced by
- * CLOCK_MONOTONIC. A running process never sees the wall clock step (NTP,
+ * CLOCK_BOOTTIME. A running process never sees the wall clock step (NTP,
  * an operator's `date -s`), so it never has to refuse or wait for a step;
  * the price is that it drifts from the wall clock by whatever NTP steps or
- * slews after start (slewing changes CLOCK_MONOTONIC's rate too, so only
- * steps count). A restart re-reads the wall time; the state file's
- * high-water mark covers a restart with the wall clock behind.
+ * slews after start (slewing changes the clock's rate too, so only steps
+ * count). CLOCK_BOOTTIME rather than CLOCK_MONOTONIC: the two are the same
+ * clock but for time suspended, which only CLOCK_BOOTTIME counts, so a
+ * laptop or VM resumed after an hour stamps its IDs with the time of day,
+ * not an hour in the past (etcd's lease deadline in lease.c is on the same
+ * clock). A restart re-reads the wall time; the state file's high-water
+ * mark covers a restart with the wall clock behind.
  */
 #include "sf_internal.h"
 
@@ -28,13 +32,25 @@ static int64_t read_ns(clockid_t id) {
   return (int64_t)ts.tv_sec * INT64_C(1000000000) + ts.tv_nsec;
 }
 
+static int64_t kernel_wall(void) {
+  return read_ns(CLOCK_REALTIME);
+}
+
+static int64_t kernel_steady(void) {
+  return read_ns(SF__STEADY_CLOCK);
+}
+
+/* The kernel clocks the default clock is built from; a test swaps them. */
+static int64_t (*src_wall)(void) = kernel_wall;
+static int64_t (*src_steady)(void) = kernel_steady;
+
 int64_t sf_clock_wall(void *ctx) {
   (void)ctx;
   return read_ns(CLOCK_REALTIME);
 }
 
 static pthread_once_t mono_once = PTHREAD_ONCE_INIT;
-static int64_t mono_offset_ns; /* wall - monotonic at the first call */
+static int64_t mono_offset_ns; /* wall - steady at the first call */
 
 #if defined(__x86_64__)
 #include <stdatomic.h>
@@ -92,7 +108,7 @@ static void tsc_init(int64_t mono) {
 /* A real read: anchors this thread's interpolation, and calibrates the
  * tick rate once enough time has passed since the first read. */
 static int64_t tsc_anchor(void) {
-  int64_t ns = read_ns(CLOCK_MONOTONIC) + mono_offset_ns;
+  int64_t ns = src_steady() + mono_offset_ns;
   if (!tsc_usable)
     return ns;
   /* After the read (lfence: not hoisted above it), so interpolation lags. */
@@ -124,11 +140,27 @@ static int64_t tsc_anchor(void) {
 #endif
 
 static void mono_init(void) {
-  int64_t wall = read_ns(CLOCK_REALTIME);
-  int64_t mono = read_ns(CLOCK_MONOTONIC);
+  int64_t wall = src_wall();
+  int64_t mono = src_steady();
   mono_offset_ns = wall - mono;
 #if defined(__x86_64__)
-  tsc_init(mono);
+  if (src_steady == kernel_steady)
+    tsc_init(mono);
+#endif
+}
+
+void sf__clock_set_source(int64_t (*wall_ns)(void),
+                          int64_t (*steady_ns)(void)) {
+  src_wall = wall_ns ? wall_ns : kernel_wall;
+  src_steady = steady_ns ? steady_ns : kernel_steady;
+  pthread_once(&mono_once, mono_init);
+  mono_init();
+#if defined(__x86_64__)
+  /* Interpolate only between reads of the kernel's own clock. */
+  tsc_usable = src_steady == kernel_steady && tsc_usable;
+  atomic_store(&tsc_scale_q32, 0);
+  tsc_cache.last = 0;
+  tsc_cache.fast_left = 0;
 #endif
 }
 
@@ -151,7 +183,7 @@ int64_t sf_clock_monotonic(void *ctx) {
   return tsc_anchor();
 #else
   pthread_once(&mono_once, mono_init);
-  return read_ns(CLOCK_MONOTONIC) + mono_offset_ns;
+  return src_steady() + mono_offset_ns;
 #endif
 }
 

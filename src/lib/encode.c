@@ -1,9 +1,11 @@
-/* encode.c - IDs as text: decimal, hex, base62, Crockford base32. */
+/* encode.c - IDs as text: decimal, and hex, base62 and Crockford base32
+ * zero-padded to a fixed width so that text order is numeric order. */
 #include "sf_internal.h"
 
 #include <string.h>
 
-static const char *const format_names[] = {"dec", "hex", "base62", "base32"};
+static const char *const format_names[] = {"dec", "hex", "base62", "base32",
+                                           "uuid"};
 #define NFORMATS (sizeof format_names / sizeof format_names[0])
 
 static const char b62_digits[] =
@@ -65,16 +67,17 @@ static int encode_dec(uint64_t v, char *buf, size_t len) {
   return (int)n;
 }
 
-/* Any base: digits least significant first into a scratch, then reversed. */
-static int encode_base(uint64_t v, unsigned base, const char *digits, char *buf,
-                       size_t len) {
+/* Any base, exactly width digits (enough for any uint64_t): least
+ * significant first into a scratch, then copied out. */
+static int encode_base(uint64_t v, unsigned base, const char *digits,
+                       size_t width, char *buf, size_t len) {
   char tmp[72];
   char *p = tmp + sizeof tmp;
-  do {
+  for (size_t i = 0; i < width; i++) {
     *--p = digits[v % base];
     v /= base;
-  } while (v != 0);
-  size_t n = (size_t)(tmp + sizeof tmp - p);
+  }
+  size_t n = width;
   if (len < n + 1)
     return SF_ENOSPC;
   memcpy(buf, p, n);
@@ -89,11 +92,13 @@ int sf_encode(uint64_t id, sf_format f, char *buf, size_t len) {
   case SF_FORMAT_DEC:
     return encode_dec(id, buf, len);
   case SF_FORMAT_HEX:
-    return encode_base(id, 16, hex_digits, buf, len);
+    return encode_base(id, 16, hex_digits, 16, buf, len);
   case SF_FORMAT_BASE62:
-    return encode_base(id, 62, b62_digits, buf, len);
+    return encode_base(id, 62, b62_digits, 11, buf, len);
   case SF_FORMAT_BASE32:
-    return encode_base(id, 32, b32_digits, buf, len);
+    return encode_base(id, 32, b32_digits, 13, buf, len);
+  case SF_FORMAT_UUID:
+    break;
   }
   return SF_EINVAL;
 }
@@ -132,6 +137,8 @@ static int digit_value(sf_format f, unsigned char c) {
       const char *p = c ? strchr(b32_digits, c) : NULL;
       return p ? (int)(p - b32_digits) : -1;
     }
+  case SF_FORMAT_UUID:
+    break;
   }
   return -1;
 }
@@ -146,6 +153,8 @@ static unsigned format_base(sf_format f) {
     return 62;
   case SF_FORMAT_BASE32:
     return 32;
+  case SF_FORMAT_UUID:
+    break;
   }
   return 0;
 }

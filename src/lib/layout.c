@@ -45,6 +45,10 @@ int64_t sf_layout_max_timestamp(const sf_layout *l) {
   return (int64_t)((UINT64_C(1) << bits) - 1);
 }
 
+int64_t sf_layout_end_ms(const sf_layout *l) {
+  return l->epoch_ms + sf_layout_max_timestamp(l) + 1;
+}
+
 uint64_t sf_layout_max_rate(const sf_layout *l) {
   return (sf_layout_max_sequence(l) + 1) * 1000u;
 }
@@ -69,6 +73,17 @@ int sf_decode(const sf_layout *l, uint64_t id, sf_parts *out) {
   out->unix_ms = out->timestamp + l->epoch_ms;
   out->machine_id = (id >> l->sequence_bits) & sf_layout_max_machine(l);
   out->sequence = id & sf_layout_max_sequence(l);
+  return SF_OK;
+}
+
+int sf_bounds(const sf_layout *l, int64_t unix_ms, uint64_t *min_id,
+              uint64_t *max_id) {
+  if (unix_ms < l->epoch_ms || unix_ms >= sf_layout_end_ms(l))
+    return SF_ERANGE;
+  unsigned shift = l->machine_bits + l->sequence_bits;
+  uint64_t lo = (uint64_t)(unix_ms - l->epoch_ms) << shift;
+  *min_id = lo;
+  *max_id = lo | ((UINT64_C(1) << shift) - 1);
   return SF_OK;
 }
 

@@ -13,6 +13,12 @@
  *   - sf_decode then sf_compose gives the ID back, for any valid layout.
  *   - sf_format_time and sf_parse_time agree with each other.
  *   - sf_parse_uint agrees with sf_parse in decimal and honours its limit.
+ *   - sf_uuid_parse of any bytes fails with SF_EPARSE or reads a UUID that
+ *     sf_uuid_format writes back as the input in lower case; sf_view_parse
+ *     of a UUID fails with the documented codes or yields an ID whose view
+ *     is that UUID; sf_format_guess says UUID only for its shape.
+ *   - the UUID view of any ID, under any valid layout, gives the ID back.
+ *   - sf_bounds of any time holds exactly that millisecond's IDs.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -27,9 +33,24 @@ static const sf_format formats[] = {SF_FORMAT_DEC, SF_FORMAT_HEX,
                                     SF_FORMAT_BASE62, SF_FORMAT_BASE32};
 #define NFORMATS (sizeof formats / sizeof formats[0])
 
+/* The fixed width of each format's text (0: none, decimal). */
+static const size_t widths[] = {0, 16, 11, 13};
+
+static size_t strip_zeros(const char *s, size_t len, sf_format f, char *out);
+
 /* canonical writes the form sf_encode would give for text s that sf_parse
- * accepted in format f; returns its length. */
+ * accepted in format f: without leading zeros, then padded to the format's
+ * width. Returns its length. */
 static size_t canonical(const char *s, size_t len, sf_format f, char *out) {
+  char tmp[256];
+  size_t n = strip_zeros(s, len, f, tmp);
+  size_t pad = widths[f] > n ? widths[f] - n : 0;
+  memset(out, '0', pad);
+  memcpy(out + pad, tmp, n);
+  return pad + n;
+}
+
+static size_t strip_zeros(const char *s, size_t len, sf_format f, char *out) {
   size_t i = 0, n = 0;
   while (i + 1 < len && s[i] == '0')
     i++;
@@ -72,11 +93,79 @@ static void check_text(const char *s, size_t len) {
     uint64_t back = 0;
     CHECK(sf_parse(enc, (size_t)n, formats[k], &back) == 0);
     CHECK(back == id);
-    if (len <= 256) {
+    if (len <= 200) {
       char canon[256];
       size_t cn = canonical(s, len, formats[k], canon);
       CHECK(cn == (size_t)n && memcmp(canon, enc, cn) == 0);
     }
+  }
+}
+
+/* check_uuid_text: s as a UUID, alone and as the view of an ID under l. */
+static void check_uuid_text(const sf_layout *l, const char *s, size_t len) {
+  uint8_t u[16];
+  int rc = sf_uuid_parse(s, len, u);
+  sf_format guess = sf_format_guess(s, len);
+  if (rc != 0) {
+    CHECK(rc == SF_EPARSE);
+  } else {
+    CHECK(guess == SF_FORMAT_UUID);
+    char out[SF_UUID_BUFSIZE];
+    CHECK(sf_uuid_format(u, out, sizeof out) == 36 && out[36] == '\0');
+    for (size_t i = 0; i < 36; i++) {
+      char c = s[i];
+      if (c >= 'A' && c <= 'F')
+        c = (char)(c - 'A' + 'a');
+      CHECK(out[i] == c);
+    }
+  }
+  if (guess == SF_FORMAT_UUID)
+    CHECK(len == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' &&
+          s[23] == '-');
+  uint64_t id = 0;
+  int vrc = sf_view_parse(l, s, len, SF_FORMAT_UUID, &id);
+  if (rc != 0) {
+    CHECK(vrc == SF_EPARSE);
+    return;
+  }
+  CHECK(vrc == 0 || vrc == SF_EUUIDVERSION || vrc == SF_EUUIDBITS ||
+        vrc == SF_ERANGE);
+  if (vrc != 0)
+    return;
+  uint8_t again[16];
+  CHECK(sf_uuid_from_id(l, id, again) == 0);
+  CHECK(memcmp(again, u, 16) == 0);
+}
+
+/* check_views: the UUID view of id under l, and the bounds of its ms. */
+static void check_views(const sf_layout *l, uint64_t id) {
+  char buf[SF_UUID_BUFSIZE];
+  int n = sf_view_encode(l, id, SF_FORMAT_UUID, buf, sizeof buf);
+  sf_parts p;
+  if (sf_decode(l, id, &p) != 0) {
+    CHECK(n == SF_ERANGE);
+    return;
+  }
+  if (p.unix_ms >= (INT64_C(1) << 48)) {
+    CHECK(n == SF_ERANGE);
+  } else {
+    CHECK(n == 36 && sf_format_guess(buf, 36) == SF_FORMAT_UUID);
+    uint64_t back = 0;
+    CHECK(sf_view_parse(l, buf, 36, SF_FORMAT_UUID, &back) == 0);
+    CHECK(back == id);
+  }
+  uint64_t lo = 0, hi = 0;
+  CHECK(sf_bounds(l, p.unix_ms, &lo, &hi) == 0);
+  CHECK(lo <= id && id <= hi);
+  sf_parts plo, phi;
+  CHECK(sf_decode(l, lo, &plo) == 0 && sf_decode(l, hi, &phi) == 0);
+  CHECK(plo.unix_ms == p.unix_ms && phi.unix_ms == p.unix_ms);
+  CHECK(plo.machine_id == 0 && plo.sequence == 0);
+  CHECK(phi.machine_id == sf_layout_max_machine(l) &&
+        phi.sequence == sf_layout_max_sequence(l));
+  if (lo > 0) {
+    sf_parts prev;
+    CHECK(sf_decode(l, lo - 1, &prev) == 0 && prev.unix_ms == p.unix_ms - 1);
   }
 }
 
@@ -147,6 +236,7 @@ static void check_layout(const uint8_t *p, uint64_t id) {
                    &back) == 0);
   CHECK(back == id);
   check_time_ms(parts.unix_ms);
+  check_views(&l, id);
 }
 
 /* check_uint: sf_parse_uint of z under a few limits agrees with sf_parse
@@ -178,14 +268,23 @@ static void check_uint(const char *z, size_t len) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* The text as it is, and NUL-terminated for sf_parse_time. */
   check_text((const char *)data, size);
+  sf_layout dl;
+  sf_layout_default(&dl);
+  check_uuid_text(&dl, (const char *)data, size);
 
   char *z = malloc(size + 1);
   CHECK(z != NULL);
   memcpy(z, data, size);
   z[size] = '\0';
   int64_t ms = 0;
-  if (strlen(z) == size && sf_parse_time(z, &ms) == 0)
+  if (strlen(z) == size && sf_parse_time(z, &ms) == 0) {
     check_time_ms(ms);
+    uint64_t lo = 0, hi = 0;
+    if (sf_bounds(&dl, ms, &lo, &hi) == 0)
+      check_views(&dl, lo + (hi - lo) / 2);
+    else
+      CHECK(ms < dl.epoch_ms || ms >= sf_layout_end_ms(&dl));
+  }
   if (strlen(z) == size)
     check_uint(z, size);
   free(z);
@@ -195,6 +294,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(&id, data, sizeof id);
     check_id(id);
     check_id(id & (uint64_t)INT64_MAX);
+    check_views(&dl, id);
+    check_views(&dl, id & (uint64_t)INT64_MAX);
     if (size >= 18)
       check_layout(data + 8, id & (uint64_t)INT64_MAX);
     int64_t t = 0;

@@ -10,14 +10,15 @@ static const struct {
   uint64_t id;
   const char *dec, *hex, *b62, *b32;
 } vectors[] = {
-    {0, "0", "0", "0", "0"},
-    {1, "1", "1", "1", "1"},
-    {31, "31", "1f", "V", "Z"},
-    {32, "32", "20", "W", "10"},
-    {61, "61", "3d", "z", "1X"},
-    {62, "62", "3e", "10", "1Y"},
-    {UINT64_C(275238510129057792), "275238510129057792", "3d1d7f778c01000",
-     "KKauJoWRSC", "7MEQYXWC0400"},
+    /* All but decimal are zero-padded to 16, 11 and 13 digits. */
+    {0, "0", "0000000000000000", "00000000000", "0000000000000"},
+    {1, "1", "0000000000000001", "00000000001", "0000000000001"},
+    {31, "31", "000000000000001f", "0000000000V", "000000000000Z"},
+    {32, "32", "0000000000000020", "0000000000W", "0000000000010"},
+    {61, "61", "000000000000003d", "0000000000z", "000000000001X"},
+    {62, "62", "000000000000003e", "00000000010", "000000000001Y"},
+    {UINT64_C(275238510129057792), "275238510129057792", "03d1d7f778c01000",
+     "0KKauJoWRSC", "07MEQYXWC0400"},
     {(uint64_t)INT64_MAX, "9223372036854775807", "7fffffffffffffff",
      "AzL8n0Y58m7", "7ZZZZZZZZZZZZ"},
 };
@@ -65,8 +66,8 @@ static void test_encode_errors(void **state) {
   assert_int_equal(sf_encode((uint64_t)INT64_MAX, SF_FORMAT_DEC, buf, 19),
                    SF_ENOSPC);
   assert_int_equal(sf_encode((uint64_t)INT64_MAX, SF_FORMAT_DEC, buf, 20), 19);
-  assert_int_equal(sf_encode(0, SF_FORMAT_HEX, buf, 1), SF_ENOSPC);
-  assert_int_equal(sf_encode(0, SF_FORMAT_HEX, buf, 2), 1);
+  assert_int_equal(sf_encode(0, SF_FORMAT_HEX, buf, 16), SF_ENOSPC);
+  assert_int_equal(sf_encode(0, SF_FORMAT_HEX, buf, 17), 16);
   assert_int_equal(sf_encode(0, (sf_format)9, buf, sizeof buf), SF_EINVAL);
   /* Every ID fits SF_ID_BUFSIZE in every format. */
   for (size_t f = 0; f < 4; f++)
