@@ -1,5 +1,5 @@
 /*
- * main.c - the snowflake command: gen, decode, bench.
+ * main.c - the snowflake command: gen, decode, bounds, bench.
  *
  * Exit status: 0 on success, 1 on a runtime error (the generator or the
  * output failed), 2 on a bad argument or environment value, with one line
@@ -27,6 +27,7 @@ static const char usage_text[] =
     "usage: snowflake gen [-n COUNT] [--machine-id N] [--epoch E] [--format "
     "F]\n"
     "       snowflake decode [--epoch E] [--format F] ID...\n"
+    "       snowflake bounds [--epoch E] TIME...\n"
     "       snowflake bench [--seconds S] [--threads T] [--machine-id N]\n"
     "       snowflake --help | --version\n"
     "\n"
@@ -34,7 +35,10 @@ static const char usage_text[] =
     "of machine id, 12 bits of sequence (at most 4,096,000 IDs/s a machine).\n"
     "\n"
     "  gen      print COUNT (default 1) new IDs, one per line\n"
-    "  decode   print each ID taken apart, as one JSON object per line\n"
+    "  decode   print each ID taken apart, as one JSON object per line; with\n"
+    "           no --format, a UUID is recognised by its shape, else decimal\n"
+    "  bounds   print the smallest and largest ID of each millisecond TIME\n"
+    "           (YYYY-MM-DDTHH:MM:SS[.mmm]Z or unix ms), one JSON per line\n"
     "  bench    issue IDs from T threads (default 1) for S seconds (default\n"
     "           1) and print the rate and its ratio to the layout's limit\n"
     "\n"
@@ -42,7 +46,10 @@ static const char usage_text[] =
     "  --machine-id N      0..1023; gen reads MACHINE_ID when not given\n"
     "  --epoch E           YYYY-MM-DDTHH:MM:SS[.mmm]Z or unix ms, not in the\n"
     "                      future (default 2024-01-01T00:00:00Z)\n"
-    "  --format F          dec (default), hex, base62 or base32 (Crockford)\n"
+    "  --format F          dec (default), hex (16 digits), base62 (11), "
+    "base32\n"
+    "                      (13, Crockford) or uuid (RFC 9562 version 7);\n"
+    "                      all but dec are zero-padded so they sort as text\n"
     "  --seconds S         0.01..3600\n"
     "  --threads T         1..256\n"
     "\n"
@@ -92,12 +99,16 @@ static const opt_def gen_opts[] = {
     OPT("--count", "-n", count, "an integer in 1..1000000000000"),
     OPT("--machine-id", NULL, machine_id, "an integer in 0..1023"),
     OPT("--epoch", NULL, epoch, "a time like 2024-01-01T00:00:00Z or unix ms"),
-    OPT("--format", NULL, format, "dec, hex, base62 or base32"),
+    OPT("--format", NULL, format, "dec, hex, base62, base32 or uuid"),
     {NULL, NULL, 0, NULL},
 };
 static const opt_def decode_opts[] = {
     OPT("--epoch", NULL, epoch, "a time like 2024-01-01T00:00:00Z or unix ms"),
-    OPT("--format", NULL, format, "dec, hex, base62 or base32"),
+    OPT("--format", NULL, format, "dec, hex, base62, base32 or uuid"),
+    {NULL, NULL, 0, NULL},
+};
+static const opt_def bounds_opts[] = {
+    OPT("--epoch", NULL, epoch, "a time like 2024-01-01T00:00:00Z or unix ms"),
     {NULL, NULL, 0, NULL},
 };
 static const opt_def bench_opts[] = {
@@ -180,7 +191,8 @@ static void parse_layout(const opts *o, sf_layout *l) {
 static sf_format parse_format(const opts *o) {
   sf_format f = SF_FORMAT_DEC;
   if (o->format != NULL && sf_format_from_name(o->format, &f) != SF_OK)
-    usage_error("--format must be one of dec, hex, base62, base32 (got \"%s\")",
+    usage_error("--format must be one of dec, hex, base62, base32, uuid (got "
+                "\"%s\")",
                 o->format);
   return f;
 }
@@ -256,8 +268,8 @@ static int cmd_gen(int argc, char **argv) {
     if (rc != SF_OK)
       runtime_error("gen: %s", sf_strerror(rc));
     for (size_t i = 0; i < n; i++) {
-      char *p = out_reserve(&ob, SF_ID_BUFSIZE + 1);
-      int len = sf_encode(ids[i], f, p, SF_ID_BUFSIZE);
+      char *p = out_reserve(&ob, SF_UUID_BUFSIZE + 1);
+      int len = sf_view_encode(&c.layout, ids[i], f, p, SF_UUID_BUFSIZE);
       p[len] = '\n';
       ob.len += (size_t)len + 1;
     }
@@ -282,8 +294,41 @@ static const char *format_digits(sf_format f) {
     return "digits 0-9A-Za-z";
   case SF_FORMAT_BASE32:
     return "Crockford base32 digits";
+  case SF_FORMAT_UUID:
+    break;
   }
   return "digits";
+}
+
+/* Exits 2 naming why s is not an ID in format f (rc from sf_view_parse). */
+__attribute__((noreturn)) static void bad_id(const char *s, sf_format f,
+                                             int rc) {
+  if (f != SF_FORMAT_UUID)
+    usage_error("ID must be a %s ID (%s, at most 9223372036854775807) "
+                "(got \"%s\")",
+                sf_format_name(f), format_digits(f), s);
+  if (rc == SF_EPARSE)
+    usage_error("ID must be a UUID xxxxxxxx-xxxx-7xxx-xxxx-xxxxxxxxxxxx "
+                "(hex digits) (got \"%s\")",
+                s);
+  if (rc == SF_ERANGE)
+    usage_error("UUID's time is outside the epoch's range (got \"%s\")", s);
+  usage_error("UUID is not the view of an ID: %s (got \"%s\")", sf_strerror(rc),
+              s);
+}
+
+/* Prints one JSON object: the ID taken apart under layout l. */
+static void print_parts(const sf_layout *l, uint64_t id) {
+  sf_parts p;
+  sf_decode(l, id, &p);
+  char t[SF_TIME_BUFSIZE + 2] = "null";
+  char iso[SF_TIME_BUFSIZE];
+  if (sf_format_time(p.unix_ms, iso, sizeof iso) > 0)
+    snprintf(t, sizeof t, "\"%s\"", iso);
+  printf("{\"id\":%llu,\"id_str\":\"%llu\",\"timestamp_ms\":%lld,"
+         "\"time\":%s,\"machine_id\":%llu,\"sequence\":%llu}\n",
+         (unsigned long long)id, (unsigned long long)id, (long long)p.unix_ms,
+         t, (unsigned long long)p.machine_id, (unsigned long long)p.sequence);
 }
 
 static int cmd_decode(int argc, char **argv) {
@@ -296,23 +341,49 @@ static int cmd_decode(int argc, char **argv) {
     usage_error("decode needs at least one ID");
   uint64_t ids[sizeof o.args / sizeof o.args[0]];
   for (size_t i = 0; i < o.nargs; i++) {
-    if (sf_parse(o.args[i], strlen(o.args[i]), f, &ids[i]) != SF_OK)
-      usage_error("ID must be a %s ID (%s, at most 9223372036854775807) "
-                  "(got \"%s\")",
-                  sf_format_name(f), format_digits(f), o.args[i]);
+    size_t len = strlen(o.args[i]);
+    sf_format fi = o.format ? f : sf_format_guess(o.args[i], len);
+    int rc = sf_view_parse(&l, o.args[i], len, fi, &ids[i]);
+    if (rc != SF_OK)
+      bad_id(o.args[i], fi, rc);
+  }
+  for (size_t i = 0; i < o.nargs; i++)
+    print_parts(&l, ids[i]);
+  if (fflush(stdout) != 0)
+    runtime_error("writing the output: %s", strerror(errno));
+  return 0;
+}
+
+/* -------------------------------------------------------------- bounds */
+
+static int cmd_bounds(int argc, char **argv) {
+  opts o = {0};
+  parse_opts("bounds", bounds_opts, argc, argv, &o);
+  sf_layout l;
+  parse_layout(&o, &l);
+  if (o.nargs == 0)
+    usage_error("bounds needs at least one TIME");
+  uint64_t lo[sizeof o.args / sizeof o.args[0]];
+  uint64_t hi[sizeof o.args / sizeof o.args[0]];
+  int64_t ms[sizeof o.args / sizeof o.args[0]];
+  for (size_t i = 0; i < o.nargs; i++) {
+    if (sf_parse_time(o.args[i], &ms[i]) != SF_OK)
+      usage_error("TIME must be a UTC time YYYY-MM-DDTHH:MM:SS[.mmm]Z or unix "
+                  "ms (got \"%s\")",
+                  o.args[i]);
+    if (sf_bounds(&l, ms[i], &lo[i], &hi[i]) != SF_OK)
+      usage_error("TIME must be within the epoch's range (got \"%s\")",
+                  o.args[i]);
   }
   for (size_t i = 0; i < o.nargs; i++) {
-    sf_parts p;
-    sf_decode(&l, ids[i], &p);
-    char t[SF_TIME_BUFSIZE + 2] = "null";
     char iso[SF_TIME_BUFSIZE];
-    if (sf_format_time(p.unix_ms, iso, sizeof iso) > 0)
-      snprintf(t, sizeof t, "\"%s\"", iso);
-    printf("{\"id\":%llu,\"id_str\":\"%llu\",\"timestamp_ms\":%lld,"
-           "\"time\":%s,\"machine_id\":%llu,\"sequence\":%llu}\n",
-           (unsigned long long)ids[i], (unsigned long long)ids[i],
-           (long long)p.unix_ms, t, (unsigned long long)p.machine_id,
-           (unsigned long long)p.sequence);
+    sf_format_time(ms[i], iso, sizeof iso);
+    printf("{\"time\":\"%s\",\"timestamp_ms\":%lld,\"min_id\":%llu,"
+           "\"max_id\":%llu,\"min_id_str\":\"%llu\",\"max_id_str\":\"%llu\"}"
+           "\n",
+           iso, (long long)ms[i], (unsigned long long)lo[i],
+           (unsigned long long)hi[i], (unsigned long long)lo[i],
+           (unsigned long long)hi[i]);
   }
   if (fflush(stdout) != 0)
     runtime_error("writing the output: %s", strerror(errno));
@@ -444,12 +515,13 @@ typedef struct command {
 static const command commands[] = {
     {"gen", cmd_gen},
     {"decode", cmd_decode},
+    {"bounds", cmd_bounds},
     {"bench", cmd_bench},
 };
 
 int main(int argc, char **argv) {
   if (argc < 2)
-    usage_error("a command is required (gen, decode, bench, --help, "
+    usage_error("a command is required (gen, decode, bounds, bench, --help, "
                 "--version)");
   const char *cmd = argv[1];
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
@@ -464,7 +536,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp(cmd, commands[i].name) == 0)
       return commands[i].run(argc - 2, argv + 2);
-  usage_error("unknown command \"%s\" (gen, decode, bench, --help, "
+  usage_error("unknown command \"%s\" (gen, decode, bounds, bench, --help, "
               "--version)",
               cmd);
 }

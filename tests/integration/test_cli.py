@@ -1,4 +1,4 @@
-"""The real `snowflake` command: gen, decode, bench, and every argument
+"""The real `snowflake` command: gen, decode, bounds, bench, and every argument
 error (exit status 2, one line on stderr naming the flag, the accepted range
 and the value given). Nothing here asserts timing."""
 import json
@@ -86,9 +86,9 @@ def test_gen_equals_form_and_count_long():
 
 
 @pytest.mark.parametrize("fmt,alphabet,pattern", [
-    ("hex", "0123456789abcdef", r"[0-9a-f]+"),
-    ("base62", B62, r"[0-9A-Za-z]+"),
-    ("base32", B32, r"[0-9A-HJKMNP-TV-Z]+"),
+    ("hex", "0123456789abcdef", r"[0-9a-f]{16}"),
+    ("base62", B62, r"[0-9A-Za-z]{11}"),
+    ("base32", B32, r"[0-9A-HJKMNP-TV-Z]{13}"),
     ("dec", "0123456789", r"[0-9]+"),
 ])
 def test_gen_formats_round_trip(fmt, alphabet, pattern):
@@ -101,9 +101,80 @@ def test_gen_formats_round_trip(fmt, alphabet, pattern):
         values.append(from_base(w, alphabet))
     assert all(a < b for a, b in zip(values, values[1:]))
     assert all(parts(v)[1] == 3 for v in values)
+    if fmt != "dec":
+        # Fixed width: the strings sort as the IDs do.
+        assert sorted(words) == words
     # decode reads its own output back.
     lines = ok("decode", "--format", fmt, *words[:5]).splitlines()
     assert [json.loads(x)["id"] for x in lines] == values[:5]
+
+
+def uuid_of(i, epoch_ms=EPOCH_MS):
+    """The UUIDv7 view of ID i, computed here from RFC 9562's layout."""
+    ms, machine, seq = parts(i)
+    v = ((ms + epoch_ms) << 80) | (7 << 76) | (seq << 64) | (2 << 62) \
+        | (machine << 52)
+    h = "%032x" % v
+    return "-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
+
+
+def test_gen_uuid():
+    out = ok("gen", "-n", "3000", "--machine-id", "700", "--format", "uuid")
+    words = out.split()
+    assert len(words) == 3000
+    for w in words:
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}"
+                            r"-[0-9a-f]{12}", w), w
+    # In issue order as text, each distinct; decode gives each ID back, and
+    # its UUID is the one RFC 9562's layout gives for that ID.
+    assert sorted(words) == words and len(set(words)) == len(words)
+    lines = ok("decode", "--format", "uuid", *words[:50]).splitlines()
+    ids = [json.loads(x)["id"] for x in lines]
+    assert [uuid_of(i) for i in ids] == words[:50]
+    assert all(json.loads(x)["machine_id"] == 700 for x in lines)
+    assert abs(json.loads(lines[0])["timestamp_ms"] - now_ms()) < 60000
+
+
+def test_decode_every_view_of_one_id():
+    i = 275238510129057792
+    views = [("dec", str(i)), ("hex", "03d1d7f778c01000"),
+             ("hex", "3D1D7F778C01000"), ("base62", "0KKauJoWRSC"),
+             ("base62", "KKauJoWRSC"), ("base32", "07MEQYXWC0400"),
+             ("base32", "7meqyxwc04oo"), ("uuid", uuid_of(i)),
+             ("uuid", uuid_of(i).upper())]
+    want = json.loads(ok("decode", str(i)))
+    assert want["id"] == i
+    for fmt, text in views:
+        assert json.loads(ok("decode", "--format", fmt, text)) == want, text
+    # With no --format, a UUID is known by its shape.
+    assert json.loads(ok("decode", uuid_of(i))) == want
+    out = ok("decode", str(i), uuid_of(i)).splitlines()
+    assert [json.loads(x) for x in out] == [want, want]
+
+
+def test_bounds():
+    out = ok("bounds", "2025-01-01T00:00:00Z", "1735689600001",
+             "2024-01-01T00:00:00.000Z")
+    a, b, c = [json.loads(x) for x in out.splitlines()]
+    ms = 1735689600000 - EPOCH_MS
+    assert a == {"time": "2025-01-01T00:00:00.000Z",
+                 "timestamp_ms": 1735689600000,
+                 "min_id": ms << 22, "max_id": (ms << 22) | (2**22 - 1),
+                 "min_id_str": str(ms << 22),
+                 "max_id_str": str((ms << 22) | (2**22 - 1))}
+    assert b["min_id"] == a["max_id"] + 1
+    assert c["min_id"] == 0 and c["max_id"] == 2**22 - 1
+    # An ID made now lies within the bounds of its own millisecond.
+    i = int(ok("gen", "--machine-id", "1023"))
+    d = json.loads(ok("decode", str(i)))
+    e = json.loads(ok("bounds", str(d["timestamp_ms"])))
+    assert e["min_id"] <= i <= e["max_id"]
+    # The last millisecond of the epoch holds the largest ID.
+    last = json.loads(ok("bounds", "2093-09-06T15:47:35.551Z"))
+    assert last["max_id"] == MAX_ID
+    other = json.loads(ok("bounds", "--epoch", "2025-01-01T00:00:00Z",
+                          "2025-01-01T00:00:00.001Z"))
+    assert other["min_id"] == 1 << 22
 
 
 def test_gen_custom_epoch():
@@ -230,7 +301,36 @@ ERRORS = [
      'snowflake: -n must be an integer in 1..1000000000000 '
      '(got "1000000000001")'),
     (["gen", "--machine-id", "1", "--format", "oct"], None,
-     'snowflake: --format must be one of dec, hex, base62, base32 (got "oct")'),
+     'snowflake: --format must be one of dec, hex, base62, base32, uuid (got '
+     '"oct")'),
+    (["decode", "--format", "uuid", "01900000-0000-7000-8000-00000000000"],
+     None, 'snowflake: ID must be a UUID xxxxxxxx-xxxx-7xxx-xxxx-xxxxxxxxxxxx '
+     '(hex digits) (got "01900000-0000-7000-8000-00000000000")'),
+    (["decode", "01900000-0000-4000-8000-000000000000"], None,
+     "snowflake: UUID is not the view of an ID: not a version 7 UUID with "
+     'variant 10 (RFC 9562) (got "01900000-0000-4000-8000-000000000000")'),
+    (["decode", "017F22E2-79B0-7CC3-98C4-DC0C0C07398F"], None,
+     "snowflake: UUID is not the view of an ID: UUID bits past the machine "
+     "id are not zero: no ID's view "
+     '(got "017F22E2-79B0-7CC3-98C4-DC0C0C07398F")'),
+    (["decode", "017f22e2-79b0-7cc3-98c0-000000000000"], None,
+     "snowflake: UUID's time is outside the epoch's range "
+     '(got "017f22e2-79b0-7cc3-98c0-000000000000")'),
+    (["decode", "01900000-0000-7000-8000-00000000000x"], None,
+     'snowflake: ID must be a UUID xxxxxxxx-xxxx-7xxx-xxxx-xxxxxxxxxxxx '
+     '(hex digits) (got "01900000-0000-7000-8000-00000000000x")'),
+    (["bounds"], None, "snowflake: bounds needs at least one TIME"),
+    (["bounds", "yesterday"], None,
+     "snowflake: TIME must be a UTC time YYYY-MM-DDTHH:MM:SS[.mmm]Z or unix "
+     'ms (got "yesterday")'),
+    (["bounds", "2023-12-31T23:59:59.999Z"], None,
+     "snowflake: TIME must be within the epoch's range "
+     '(got "2023-12-31T23:59:59.999Z")'),
+    (["bounds", "2093-09-06T15:47:35.552Z"], None,
+     "snowflake: TIME must be within the epoch's range "
+     '(got "2093-09-06T15:47:35.552Z")'),
+    (["bounds", "--format", "hex", "0"], None,
+     'snowflake: unknown option "--format" for bounds (see snowflake --help)'),
     (["gen", "--machine-id", "1", "--epoch", "2999-01-01T00:00:00Z"], None,
      "snowflake: --epoch must be a UTC time YYYY-MM-DDTHH:MM:SS[.mmm]Z or "
      'unix ms, not in the future (got "2999-01-01T00:00:00Z")'),
@@ -271,7 +371,7 @@ ERRORS = [
     (["bench", "--seconds", "3601"], None,
      'snowflake: --seconds must be a number in 0.01..3600 (got "3601")'),
     (["frob"], None,
-     'snowflake: unknown command "frob" (gen, decode, bench, --help, '
+     'snowflake: unknown command "frob" (gen, decode, bounds, bench, --help, '
      "--version)"),
 ]
 
@@ -290,4 +390,5 @@ def test_no_command():
     p = run()
     assert p.returncode == 2
     assert p.stderr.decode() == ("snowflake: a command is required (gen, "
-                                 "decode, bench, --help, --version)\n")
+                                 "decode, bounds, bench, --help, "
+                                 "--version)\n")
