@@ -61,7 +61,7 @@ def test_snowflake_commands_and_flags_match_help():
     cmds_help = set(re.findall(r"^       snowflake ([a-z]+) ", help_text, re.M)) | \
         set(re.findall(r"^usage: snowflake ([a-z]+) ", help_text, re.M))
     cmds_man = set(re.findall(r"^\.Cm ([a-z]+)$", open(PAGES[1]).read().split(".Sh DESCRIPTION")[0], re.M))
-    assert cmds_help == {"gen", "decode", "bench"} and cmds_man == cmds_help, (cmds_man, cmds_help)
+    assert cmds_help == {"gen", "decode", "bounds", "bench"} and cmds_man == cmds_help, (cmds_man, cmds_help)
     assert "-n" in flags(help_text) and "--count" in flags(help_text)
     assert flags(text) == flags(help_text), (flags(text) ^ flags(help_text))
     # The environment the CLI reads.
