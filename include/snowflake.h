@@ -288,6 +288,10 @@ int sf_gen_next_n(sf_gen *g, uint64_t *ids, size_t n, int64_t *wait_ms);
  * leased at run time): 0 or SF_EMACHINE. */
 int sf_gen_set_machine_id(sf_gen *g, uint64_t machine_id);
 uint64_t sf_gen_machine_id(const sf_gen *g);
+/* sf_gen_raise_floor makes g issue no ID at or below unix_ms from now on
+ * (a floor that is already higher stays): for a machine id taken over from
+ * another node that may have issued IDs up to unix_ms. 0 or SF_EINVAL. */
+int sf_gen_raise_floor(sf_gen *g, int64_t unix_ms);
 /* sf_gen_layout returns the generator's layout. */
 const sf_layout *sf_gen_layout(const sf_gen *g);
 

@@ -58,6 +58,19 @@ struct sf_gen {
   _Atomic uint64_t persist_errors;
 };
 
+/* floor_state is the state that stands for "nothing issued at or below
+ * unix_ms": the floor's millisecond counts as used up, its machine and
+ * sequence fields all ones. 0 for no floor. */
+static uint64_t floor_state(const sf_gen *g, int64_t unix_ms) {
+  int64_t ts = unix_ms - g->epoch_ms;
+  if (unix_ms <= 0 || ts < 0)
+    return 0;
+  if (ts > g->ts_max)
+    ts = g->ts_max;
+  return ((uint64_t)ts << g->ts_shift) | (g->machine_max << g->seq_bits) |
+         g->seq_max;
+}
+
 void sf_config_init(sf_config *c) {
   memset(c, 0, sizeof *c);
   sf_layout_default(&c->layout);
@@ -124,18 +137,22 @@ int sf_gen_new(const sf_config *c, sf_gen **out) {
   }
   atomic_init(&g->machine, c->machine_id);
 
-  /* The floor's millisecond counts as used up: its machine and sequence
-   * fields are all ones. */
-  uint64_t state = 0;
-  int64_t floor_ts = c->floor_unix_ms - g->epoch_ms;
-  if (c->floor_unix_ms > 0 && floor_ts >= 0) {
-    if (floor_ts > g->ts_max)
-      floor_ts = g->ts_max;
-    state = ((uint64_t)floor_ts << g->ts_shift) |
-            (g->machine_max << g->seq_bits) | g->seq_max;
-  }
-  atomic_init(&g->state, state);
+  atomic_init(&g->state, floor_state(g, c->floor_unix_ms));
   *out = g;
+  return SF_OK;
+}
+
+int sf_gen_raise_floor(sf_gen *g, int64_t unix_ms) {
+  if (g == NULL || unix_ms < 0 || unix_ms > MAX_FLOOR_MS)
+    return SF_EINVAL;
+  uint64_t want = floor_state(g, unix_ms);
+  uint64_t old = atomic_load_explicit(&g->state, memory_order_relaxed);
+  /* Only ever forward: a swap that loses to an issue retries against the
+   * newer state, and stops once the state is past the floor. */
+  while (old < want &&
+         !atomic_compare_exchange_weak_explicit(
+             &g->state, &old, want, memory_order_seq_cst, memory_order_relaxed))
+    ;
   return SF_OK;
 }
 

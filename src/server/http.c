@@ -99,9 +99,6 @@ char *sf__http_body(sf_http_conn *c, size_t max) {
   return c->out + c->out_len + SF_HTTP_HEADROOM;
 }
 
-#define PUT(p, lit)                                                            \
-  (memcpy((p), (lit), sizeof(lit) - 1), (p) += sizeof(lit) - 1)
-
 void sf__http_respond(sf_http_conn *c, sf_st st, const char *ctype,
                       size_t body_len, const char *extra, size_t extra_len) {
   char *start = c->out + c->out_len, *p = start;
@@ -113,27 +110,28 @@ void sf__http_respond(sf_http_conn *c, sf_st st, const char *ctype,
   p += status_lines[st].len;
   memcpy(p, w->date, w->date_len);
   p += w->date_len;
-  PUT(p, "Content-Type: ");
+  SF_PUT(p, "Content-Type: ");
   memcpy(p, ctype, ctlen);
   p += ctlen;
-  PUT(p, "\r\nContent-Length: ");
+  SF_PUT(p, "\r\nContent-Length: ");
   p += sf__u64_dec(p, body_len);
-  PUT(p, "\r\n");
+  SF_PUT(p, "\r\n");
   if (c->closing)
-    PUT(p, "Connection: close\r\n");
+    SF_PUT(p, "Connection: close\r\n");
   else if (c->http10)
-    PUT(p, "Connection: keep-alive\r\n");
+    SF_PUT(p, "Connection: keep-alive\r\n");
   if (extra) {
     memcpy(p, extra, extra_len);
     p += extra_len;
   }
-  PUT(p, "\r\n");
+  SF_PUT(p, "\r\n");
   if (!c->head) {
     memmove(p, body, body_len);
     p += body_len;
   }
   c->out_len += (size_t)(p - start);
   sf__ctr_add(&w->stats->requests[c->ep][st], 1);
+  sf__ctr_add(&w->stats->proto_requests[SF_PROTO_HTTP1], 1);
 }
 
 void sf__http_error(sf_http_conn *c, sf_st st, const char *msg,
@@ -145,21 +143,21 @@ void sf__http_error(sf_http_conn *c, sf_st st, const char *msg,
     c->closing = 1;
     return;
   }
-  PUT(p, "{\"error\": \"");
+  SF_PUT(p, "{\"error\": \"");
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)msg[i];
     if (ch == '"' || ch == '\\') {
       *p++ = '\\';
       *p++ = (char)ch;
     } else if (ch < 0x20 || ch >= 0x7f) {
-      PUT(p, "\\u00");
+      SF_PUT(p, "\\u00");
       *p++ = hex[ch >> 4];
       *p++ = hex[ch & 15];
     } else {
       *p++ = (char)ch;
     }
   }
-  PUT(p, "\"}");
+  SF_PUT(p, "\"}");
   sf__http_respond(c, st, "application/json", (size_t)(p - b), extra,
                    extra_len);
 }
@@ -192,7 +190,7 @@ static void url_release(sf_http_conn *c) {
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   sf_http_conn *c = conn_of(p);
   if (len > SF_HTTP_URL_MAX - c->url_len) {
-    c->err_status = 414;
+    c->err_st = SF_ST_414;
     c->err_msg = "request target longer than 2048 bytes";
     return -1;
   }
@@ -201,7 +199,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
      * until the request is answered. */
     char *u = malloc(SF_HTTP_URL_MAX);
     if (!u) {
-      c->err_status = 503;
+      c->err_st = SF_ST_503;
       c->err_msg = "out of memory";
       return -1;
     }
@@ -219,7 +217,7 @@ static int on_header_bytes(llhttp_t *p, const char *at, size_t len) {
   (void)at;
   c->header_bytes += len + 2; /* ": " or CRLF, roughly */
   if (c->header_bytes > SF_HTTP_HEADER_MAX) {
-    c->err_status = 431;
+    c->err_st = SF_ST_431;
     c->err_msg = "request header fields larger than 8192 bytes";
     return -1;
   }
@@ -229,7 +227,7 @@ static int on_header_bytes(llhttp_t *p, const char *at, size_t len) {
 static int on_headers_complete(llhttp_t *p) {
   sf_http_conn *c = conn_of(p);
   if (p->http_major != 1 || p->http_minor > 1) {
-    c->err_status = 505;
+    c->err_st = SF_ST_505;
     c->err_msg = "only HTTP/1.0 and HTTP/1.1 are supported";
     return -1;
   }
@@ -273,7 +271,7 @@ void sf__http_init(sf_http_conn *c, sf_worker *w) {
   c->url = c->url_inline;
   c->url_cap = sizeof c->url_inline;
   c->url_len = c->header_bytes = 0;
-  c->err_status = 0;
+  c->err_st = SF_ST_COUNT;
   c->err_msg = NULL;
   c->closing = c->keep_alive = c->has_body = c->http10 = c->head = 0;
   c->ep = SF_EP_OTHER;
@@ -304,31 +302,23 @@ void sf__http_sent(sf_http_conn *c) {
 /* parse_error answers a request llhttp refused, then closes. */
 static void parse_error(sf_http_conn *c, llhttp_errno_t e) {
   char msg[160];
-  sf_st st = SF_ST_400;
   const char *reason = llhttp_get_error_reason(&c->parser);
   c->closing = 1;
   c->head = 0;
   c->ep = SF_EP_OTHER;
-  if (c->err_status == 414)
-    st = SF_ST_414;
-  else if (c->err_status == 431)
-    st = SF_ST_431;
-  else if (c->err_status == 503)
-    st = SF_ST_503;
-  else if (c->err_status == 505 || e == HPE_INVALID_VERSION)
-    st = SF_ST_505;
-  if (c->err_status) {
-    sf__http_error(c, st, c->err_msg, NULL, 0);
+  if (c->err_st != SF_ST_COUNT) {
+    sf__http_error(c, c->err_st, c->err_msg, NULL, 0);
     return;
   }
   if (e == HPE_INVALID_VERSION) {
-    sf__http_error(c, st, "only HTTP/1.0 and HTTP/1.1 are supported", NULL, 0);
+    sf__http_error(c, SF_ST_505, "only HTTP/1.0 and HTTP/1.1 are supported",
+                   NULL, 0);
     return;
   }
   strcpy(msg, "malformed request: ");
   strncat(msg, reason ? reason : llhttp_errno_name(e),
           sizeof msg - strlen(msg) - 1);
-  sf__http_error(c, st, msg, NULL, 0);
+  sf__http_error(c, SF_ST_400, msg, NULL, 0);
 }
 
 size_t sf__http_feed(sf_http_conn *c, const char *data, size_t len) {
@@ -352,3 +342,52 @@ size_t sf__http_feed(sf_http_conn *c, const char *data, size_t len) {
   parse_error(c, e);
   return len;
 }
+
+/* ------------------------------------------------------ as an sf_proto */
+
+static void *proto_new(sf_worker *w) {
+  sf_http_conn *c = malloc(sizeof *c);
+  if (c)
+    sf__http_init(c, w);
+  return c;
+}
+
+static size_t proto_feed(void *pc, const char *data, size_t len) {
+  return sf__http_feed(pc, data, len);
+}
+
+static size_t proto_output(void *pc, const char **buf) {
+  const sf_http_conn *c = pc;
+  *buf = c->out;
+  return c->out_len;
+}
+
+static void proto_sent(void *pc) {
+  sf__http_sent(pc);
+}
+
+static int proto_closing(const void *pc) {
+  return sf__http_closing(pc);
+}
+
+static void proto_free(void *pc) {
+  sf__http_free(pc);
+  free(pc);
+}
+
+const sf_proto sf__proto_http = {
+    .name = "http",
+    .conn_new = proto_new,
+    .feed = proto_feed,
+    .output = proto_output,
+    .sent = proto_sent,
+    .closing = proto_closing,
+    .conn_free = proto_free,
+    .busy = "HTTP/1.1 503 Service Unavailable\r\n"
+            "Content-Type: application/json\r\n"
+            "Content-Length: 45\r\n"
+            "Connection: close\r\n"
+            "Retry-After: 1\r\n"
+            "\r\n"
+            "{\"error\": \"too many open connections, retry\"}",
+};

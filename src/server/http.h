@@ -17,6 +17,7 @@
 #include <llhttp.h>
 
 #include "node.h"
+#include "proto.h"
 
 #define SF_HTTP_URL_MAX 2048     /* longer request target: 414 */
 #define SF_HTTP_URL_INLINE 256   /* request target kept inside the conn */
@@ -36,7 +37,7 @@ typedef struct sf_http_conn {
   size_t out_len, out_cap;
   char *url; /* url_inline, or the heap for a long request target */
   size_t url_len, url_cap, header_bytes;
-  int err_status; /* 414 or 431 found by a callback, 0: none */
+  sf_st err_st; /* found by a callback (414, 431...), SF_ST_COUNT: none */
   const char *err_msg;
   int closing;    /* close once out is written; further input ignored */
   int keep_alive; /* of the current request */
@@ -65,6 +66,10 @@ static inline int sf__http_closing(const sf_http_conn *c) {
 }
 
 /* ---- for the routes: building responses in c->out ---- */
+
+/* SF_PUT appends the string literal lit at p and moves p past it. */
+#define SF_PUT(p, lit)                                                         \
+  (memcpy((p), (lit), sizeof(lit) - 1), (p) += sizeof(lit) - 1)
 
 /* sf__http_body reserves room for a body of at most max bytes after the
  * headroom and returns where to write it, or NULL when out of memory. */

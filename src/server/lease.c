@@ -905,6 +905,17 @@ int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
   return -1;
 }
 
+int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
+  s->floor_ms = 0;
+  s->mark_ms = INT64_MAX;
+  s->id = sf__lease_machine_id(l, &s->gen);
+  return s->id < 0 ? -1 : 0;
+}
+
+void sf__lease_kick(sf_lease *l) {
+  (void)l;
+}
+
 void sf__lease_stats_get(sf_lease *l, sf_lease_stats *o) {
   memset(o, 0, sizeof *o);
   if (!l) {
@@ -968,6 +979,19 @@ int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
   if (gen)
     *gen = 0;
   return -1;
+}
+
+int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
+  (void)l;
+  s->id = -1;
+  s->gen = 0;
+  s->floor_ms = 0;
+  s->mark_ms = INT64_MAX;
+  return -1;
+}
+
+void sf__lease_kick(sf_lease *l) {
+  (void)l;
 }
 
 void sf__lease_stats_get(sf_lease *l, sf_lease_stats *o) {

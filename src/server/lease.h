@@ -62,6 +62,22 @@ int sf__lease_start(const sf_lease_config *c, sf_lease **out, char *err,
  * after any gap means publishing it again. Renewals that only extend the
  * deadline keep the generation. */
 int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen);
+/* One consistent view of the lease for the mint (mint.c). */
+typedef struct sf_lease_snap {
+  int64_t id;       /* the machine id held, -1: none */
+  uint64_t gen;     /* the lease generation (see sf__lease_machine_id) */
+  int64_t floor_ms; /* issue only IDs above this unix ms (0: no floor) */
+  int64_t mark_ms;  /* issue no ID at or past this unix ms (INT64_MAX: no
+                       mark in use) */
+} sf_lease_snap;
+
+/* sf__lease_snapshot fills *s in one snapshot (id, gen, floor and mark
+ * belong together) and returns 0 when the id may be used now, else -1 with
+ * s->id = -1. Cheap, safe from any thread. */
+int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s);
+/* sf__lease_kick asks the keepalive thread to move the mark forward now.
+ * Never blocks. */
+void sf__lease_kick(sf_lease *l);
 /* sf__lease_stats_get copies the lease's state and counters. */
 void sf__lease_stats_get(sf_lease *l, sf_lease_stats *out);
 /* sf__lease_state_name returns "held", "lost" or "stopped". */

@@ -23,6 +23,7 @@
 #include "node.h"
 #include "server.h"
 #include "snowflake.h"
+#include "sockaddr.h"
 
 extern char **environ;
 
@@ -67,24 +68,7 @@ static int healthcheck(const sf_srv_config *c) {
   char buf[64];
   size_t got = 0;
   int fd;
-  memset(&ss, 0, sizeof ss);
-  if (c->bind_v6) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons((uint16_t)c->port);
-    if (inet_pton(AF_INET6, c->bind, &a->sin6_addr) != 1 ||
-        IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
-      a->sin6_addr = in6addr_loopback;
-    sl = sizeof *a;
-  } else {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)c->port);
-    if (inet_pton(AF_INET, c->bind, &a->sin_addr) != 1 ||
-        a->sin_addr.s_addr == htonl(INADDR_ANY))
-      a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sl = sizeof *a;
-  }
+  sl = sf__sockaddr(c->bind, c->bind_v6, c->port, 1, &ss);
   fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return 1;
@@ -131,30 +115,35 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_stop(h->loop);
 }
 
-#if SF_WITH_ETCD
-static int64_t lease_id(void *ctx, uint64_t *gen) {
-  return sf__lease_machine_id(ctx, gen);
-}
-static void lease_stats(void *ctx, sf_lease_stats *out) {
-  sf__lease_stats_get(ctx, out);
-}
-#endif
+/* ------------------------------------------------------ start-up steps */
 
-int main(int argc, char **argv) {
-  static sf_srv_config cfg;
-  sf_config_input in;
+/* The process's pieces, torn down in reverse by shutdown(). */
+typedef struct snowflaked {
+  sf_srv_config cfg;
   sf_config gc;
   sf_node node;
-  sf_statefile *sfile = NULL;
-  sf_gen *gen = NULL;
-  void *lease = NULL;
-  char err[512], host[256], epoch[SF_TIME_BUFSIZE];
-  int64_t mark = 0, now;
-  uv_loop_t loop;
-  uv_signal_t sigterm, sigint;
-  int rc;
+  sf_statefile *sfile;
+  sf_gen *gen;
+  sf_lease *lease;
+  int64_t mark; /* the state file's mark at start, 0: none */
+} snowflaked;
 
-  signal(SIGPIPE, SIG_IGN);
+static int snap(void *ctx, sf_lease_snap *s) {
+  return sf__lease_snapshot(ctx, s);
+}
+static void kick(void *ctx) {
+  sf__lease_kick(ctx);
+}
+static void stats(void *ctx, sf_lease_stats *out) {
+  sf__lease_stats_get(ctx, out);
+}
+static const sf_lease_ops lease_ops = {snap, kick, stats};
+
+/* configure reads the flags and the environment; returns -1 to go on
+ * serving, or the exit status of an action that is done (--help...). */
+static int configure(snowflaked *d, int argc, char **argv) {
+  sf_config_input in;
+  char err[512], host[256];
   memset(&in, 0, sizeof in);
   in.argc = argc;
   in.argv = argv;
@@ -166,9 +155,9 @@ int main(int argc, char **argv) {
   in.ncpus = cpu_count();
   in.now_ms = wall_ms();
   in.with_etcd = SF_WITH_ETCD;
-  if (sf__config_parse(&in, &cfg, err, sizeof err))
+  if (sf__config_parse(&in, &d->cfg, err, sizeof err))
     die(2, "%s", err);
-  switch (cfg.action) {
+  switch (d->cfg.action) {
   case SF_ACTION_HELP:
     fputs(sf__config_usage(), stdout);
     return 0;
@@ -176,97 +165,116 @@ int main(int argc, char **argv) {
     printf("snowflaked %s\n", SF_VERSION_STRING);
     return 0;
   case SF_ACTION_HEALTHCHECK:
-    return healthcheck(&cfg);
+    return healthcheck(&d->cfg);
   case SF_ACTION_RUN:
     break;
   }
+  return -1;
+}
 
-  sf_config_init(&gc);
-  gc.layout.epoch_ms = cfg.epoch_ms;
-  gc.machine_id = cfg.machine_id;
-  gc.tolerance_ms = cfg.clock_tolerance_ms;
-  gc.clock = cfg.clock_wall ? sf_clock_wall : sf_clock_monotonic;
-  if (cfg.state_file[0]) {
-    rc = sf_statefile_open(cfg.state_file, &sfile, &mark);
-    if (rc != 0)
-      die(2,
-          "STATE_FILE must be a readable state file in a writable directory "
-          "(got \"%s\": %s)",
-          cfg.state_file, sf_strerror(rc));
-    gc.persist = sf_statefile_persist;
-    gc.persist_ctx = sfile;
-    gc.floor_unix_ms = mark;
-  }
+/* open_state reads STATE_FILE's mark and has the generator persist to it. */
+static void open_state(snowflaked *d) {
+  const sf_srv_config *cfg = &d->cfg;
+  sf_config_init(&d->gc);
+  d->gc.layout.epoch_ms = cfg->epoch_ms;
+  d->gc.machine_id = cfg->machine_id;
+  d->gc.tolerance_ms = cfg->clock_tolerance_ms;
+  d->gc.clock = cfg->clock_wall ? sf_clock_wall : sf_clock_monotonic;
+  if (!cfg->state_file[0])
+    return;
+  int rc = sf_statefile_open(cfg->state_file, &d->sfile, &d->mark);
+  if (rc != 0)
+    die(2,
+        "STATE_FILE must be a readable state file in a writable directory "
+        "(got \"%s\": %s)",
+        cfg->state_file, sf_strerror(rc));
+  d->gc.persist = sf_statefile_persist;
+  d->gc.persist_ctx = d->sfile;
+  d->gc.floor_unix_ms = d->mark;
+}
 
-  raise_nofile();
-  memset(&node, 0, sizeof node);
-#if SF_WITH_ETCD
-  if (cfg.machine_mode == SF_MID_AUTO) {
-    sf_lease_config lc;
-    sf_lease *l = NULL;
-    lc.endpoints = cfg.etcd_endpoints;
-    lc.prefix = cfg.etcd_prefix;
-    lc.ttl_s = cfg.etcd_lease_ttl;
-    lc.max_id = cfg.max_machine_id;
-    if (sf__lease_start(&lc, &l, err, sizeof err) != 0)
-      die(2, "%s%s",
-          strncmp(err, "ETCD_", 5) ? "MACHINE_ID=auto: no machine id "
-                                     "from ETCD_ENDPOINTS: "
-                                   : "",
-          err);
-    lease = l;
-    node.lease_id = lease_id;
-    node.lease_stats = lease_stats;
-    node.lease_ctx = l;
-    now = sf__lease_machine_id(l, NULL);
-    gc.machine_id = now < 0 ? 0 : (uint64_t)now;
-  }
-#endif
-  rc = sf_gen_new(&gc, &gen);
+/* take_lease claims a machine id from etcd for MACHINE_ID=auto. */
+static void take_lease(snowflaked *d) {
+  const sf_srv_config *cfg = &d->cfg;
+  sf_lease_config lc;
+  char err[512];
+  if (cfg->machine_mode != SF_MID_AUTO)
+    return;
+  lc.endpoints = cfg->etcd_endpoints;
+  lc.prefix = cfg->etcd_prefix;
+  lc.ttl_s = cfg->etcd_lease_ttl;
+  lc.max_id = cfg->max_machine_id;
+  if (sf__lease_start(&lc, &d->lease, err, sizeof err) != 0)
+    die(2, "%s%s",
+        strncmp(err, "ETCD_", 5) ? "MACHINE_ID=auto: no machine id "
+                                   "from ETCD_ENDPOINTS: "
+                                 : "",
+        err);
+  d->node.lease = &lease_ops;
+  d->node.lease_ctx = d->lease;
+  /* The mint hands the generator the leased id (and its floor) before the
+   * first ID; until then it carries 0. */
+  d->gc.machine_id = 0;
+}
+
+/* make_node creates the generator and the node every thread shares. */
+static void make_node(snowflaked *d) {
+  sf_node *n = &d->node;
+  int rc = sf_gen_new(&d->gc, &d->gen);
   if (rc != 0)
     die(2, "cannot create the generator: %s", sf_strerror(rc));
-
   /* A clock a little behind the state file's mark is waited out before
    * serving; further behind, requests get 503 + Retry-After until then. */
-  now = gc.clock(NULL) / 1000000;
-  if (mark > now && mark - now <= 2000) {
-    struct timespec ts = {(mark - now + 1) / 1000,
-                          ((mark - now + 1) % 1000) * 1000000};
+  int64_t now = d->gc.clock(NULL) / 1000000;
+  if (d->mark > now && d->mark - now <= 2000) {
+    struct timespec ts = {(d->mark - now + 1) / 1000,
+                          ((d->mark - now + 1) % 1000) * 1000000};
     nanosleep(&ts, NULL);
   }
-
-  node.gen = gen;
-  node.layout = sf_gen_layout(gen);
-  node.cfg = &cfg;
-  node.clock = gc.clock;
-  node.clock_ctx = NULL;
-  node.floor_unix_ms = mark;
-  node.nstats = cfg.threads;
-  node.stats = aligned_alloc(64, sizeof *node.stats * cfg.threads);
-  node.start_unix_ms = wall_ms();
-  if (!node.stats)
+  n->gen = d->gen;
+  n->layout = sf_gen_layout(d->gen);
+  n->cfg = &d->cfg;
+  n->clock = d->gc.clock;
+  n->clock_ctx = NULL;
+  n->floor_unix_ms = d->mark;
+  n->nstats = d->cfg.threads;
+  n->stats = aligned_alloc(64, sizeof *n->stats * d->cfg.threads);
+  n->start_unix_ms = wall_ms();
+  if (!n->stats)
     die(1, "out of memory");
-  memset(node.stats, 0, sizeof *node.stats * cfg.threads);
+  memset(n->stats, 0, sizeof *n->stats * d->cfg.threads);
+}
 
-  if (sf__server_start(&node, &server, err, sizeof err))
-    die(1, "%s", err);
-  sf_format_time(cfg.epoch_ms, epoch, sizeof epoch);
+/* announce prints the one start-up line: where, which id, which settings. */
+static void announce(const snowflaked *d) {
+  const sf_srv_config *cfg = &d->cfg;
+  char epoch[SF_TIME_BUFSIZE];
+  sf_lease_snap ls = {.id = -1};
+  uint64_t id = cfg->machine_id;
+  if (d->lease && sf__lease_snapshot(d->lease, &ls) == 0)
+    id = (uint64_t)ls.id;
+  sf_format_time(cfg->epoch_ms, epoch, sizeof epoch);
   fprintf(stderr,
           "snowflaked %s: listening on %s%s%s:%u, machine id %llu%s, "
           "threads=%u epoch=%s clock=%s clock_tolerance_ms=%lld "
           "max_batch=%u idle_timeout_ms=%lld max_connections=%u "
           "state_file=%s\n",
-          SF_VERSION_STRING, cfg.bind_v6 ? "[" : "", cfg.bind,
-          cfg.bind_v6 ? "]" : "", sf__server_port(server),
-          (unsigned long long)sf_gen_machine_id(gen),
-          cfg.machine_mode == SF_MID_AUTO      ? " (etcd lease)"
-          : cfg.machine_mode == SF_MID_ORDINAL ? " (ordinal)"
-                                               : "",
-          cfg.threads, epoch, cfg.clock_wall ? "wall" : "monotonic",
-          (long long)cfg.clock_tolerance_ms, cfg.max_batch,
-          (long long)cfg.idle_timeout_ms, cfg.max_connections,
-          cfg.state_file[0] ? cfg.state_file : "-");
+          SF_VERSION_STRING, cfg->bind_v6 ? "[" : "", cfg->bind,
+          cfg->bind_v6 ? "]" : "", sf__server_port(server, 0),
+          (unsigned long long)id,
+          cfg->machine_mode == SF_MID_AUTO      ? " (etcd lease)"
+          : cfg->machine_mode == SF_MID_ORDINAL ? " (ordinal)"
+                                                : "",
+          cfg->threads, epoch, cfg->clock_wall ? "wall" : "monotonic",
+          (long long)cfg->clock_tolerance_ms, cfg->max_batch,
+          (long long)cfg->idle_timeout_ms, cfg->max_connections,
+          cfg->state_file[0] ? cfg->state_file : "-");
+}
 
+/* serve runs until SIGTERM or SIGINT has stopped the server. */
+static void serve(void) {
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint;
   uv_loop_init(&loop);
   uv_signal_init(&loop, &sigterm);
   uv_signal_init(&loop, &sigint);
@@ -279,15 +287,36 @@ int main(int argc, char **argv) {
     uv_close((uv_handle_t *)&sigint, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
+}
 
-#if SF_WITH_ETCD
-  sf__lease_stop(lease);
-#else
-  (void)lease;
-#endif
-  sf_gen_free(gen);
-  sf_statefile_close(sfile);
-  free(node.stats);
+static void shutdown_daemon(snowflaked *d) {
+  sf__lease_stop(d->lease);
+  sf_gen_free(d->gen);
+  sf_statefile_close(d->sfile);
+  free(d->node.stats);
   fprintf(stderr, "snowflaked: stopped\n");
+}
+
+int main(int argc, char **argv) {
+  static snowflaked d;
+  char err[512];
+  int rc;
+  sf_listen_spec specs[SF_SRV_MAX_LISTENERS];
+  unsigned nspecs = 0;
+
+  signal(SIGPIPE, SIG_IGN);
+  rc = configure(&d, argc, argv);
+  if (rc >= 0)
+    return rc;
+  open_state(&d);
+  raise_nofile();
+  take_lease(&d);
+  make_node(&d);
+  specs[nspecs++] = (sf_listen_spec){"PORT", d.cfg.port, &sf__proto_http, NULL};
+  if (sf__server_start(&d.node, specs, nspecs, &server, err, sizeof err))
+    die(1, "%s", err);
+  announce(&d);
+  serve();
+  shutdown_daemon(&d);
   return 0;
 }

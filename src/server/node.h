@@ -52,8 +52,27 @@ typedef enum sf_st {
       SF_ST_COUNT
 } sf_st;
 
+/* X(name, label): requests counted by the protocol they came in on (a gRPC
+ * call counts as grpc, not h2). */
+#define SF_PROTO_MAP(X)                                                        \
+  X(HTTP1, "http1")                                                            \
+  X(H2, "h2")                                                                  \
+  X(GRPC, "grpc")                                                              \
+  X(REDIS, "redis")                                                            \
+  X(MEMCACHED, "memcached")
+
+typedef enum sf_proto_id {
+#define SF__PROTO_ENUM(name, label) SF_PROTO_##name,
+  SF_PROTO_MAP(SF__PROTO_ENUM)
+#undef SF__PROTO_ENUM
+      SF_PROTO_COUNT
+} sf_proto_id;
+
 typedef struct sf_srv_stats {
   _Alignas(64) _Atomic uint64_t requests[SF_EP_COUNT][SF_ST_COUNT];
+  _Atomic uint64_t proto_requests[SF_PROTO_COUNT];
+  _Atomic uint64_t mint_refusals[8]; /* by sf_mint_status (mint.h) */
+  _Atomic uint64_t ids_dropped;      /* minted, then failed the lease check */
   _Atomic uint64_t ids_issued;
   _Atomic uint64_t conns_accepted;
   _Atomic uint64_t conns_refused;
@@ -66,6 +85,13 @@ static inline void sf__ctr_add(_Atomic uint64_t *c, uint64_t n) {
                         memory_order_relaxed);
 }
 
+/* What the mint needs of a lease (lease.h has the real one). */
+typedef struct sf_lease_ops {
+  int (*snapshot)(void *ctx, sf_lease_snap *s); /* sf__lease_snapshot */
+  void (*kick)(void *ctx);                      /* sf__lease_kick */
+  void (*stats)(void *ctx, sf_lease_stats *out);
+} sf_lease_ops;
+
 typedef struct sf_node {
   sf_gen *gen;
   const sf_layout *layout;
@@ -73,15 +99,13 @@ typedef struct sf_node {
   sf_clock_fn clock; /* the generator's clock, for /health */
   void *clock_ctx;
   int64_t floor_unix_ms; /* the state file's mark at start, 0: none */
-  /* The leased machine id (-1: none) and the lease's state; NULL when the
-   * id is fixed. Function pointers keep the HTTP core free of etcd.
-   * lease_id also writes the lease's generation to *gen unless gen is NULL
-   * (see sf__lease_machine_id): the routes compare (id, generation) before
-   * and after minting IDs. */
-  int64_t (*lease_id)(void *ctx, uint64_t *gen);
-  void (*lease_stats)(void *ctx, sf_lease_stats *out);
+  /* The leased machine id, through an operations table so that the
+   * server core stays free of etcd and tests can fake the lease; NULL when
+   * the id is fixed. Only the mint (mint.c) calls it. */
+  const sf_lease_ops *lease;
   void *lease_ctx;
-  sf_srv_stats *stats; /* one per worker */
+  _Atomic uint64_t lease_gen_applied; /* the generation mint.c last saw */
+  sf_srv_stats *stats;                /* one per worker */
   unsigned nstats;
   _Atomic int64_t open_conns;
   int64_t start_unix_ms;

@@ -1,6 +1,7 @@
 /*
- * server.c - sockets and event loops: accept, read, feed the pure HTTP
- * connection (http.c), write, time out, shut down.
+ * server.c - sockets and event loops: accept, read, feed the connection's
+ * pure protocol (proto.h: HTTP/1.x, HTTP/2, ...), write, time out, shut
+ * down.
  *
  * Each connection has at most one write in flight; while it is, reading
  * stops, so a client that does not read its answers only ever holds its own
@@ -22,13 +23,25 @@
 #include <arpa/inet.h>
 #include <uv.h>
 
-#include "http.h"
+#include "sockaddr.h"
 
 #define READ_BUF 65536
 #define DRAIN_MS 2000 /* after answering "close", wait this long for EOF */
 #define STOP_MS 500   /* in-flight work gets this long at shutdown */
 
+/* The HTTP/2 client preface: a connection on an HTTP/1 listener that opens
+ * with it speaks HTTP/2 (prior knowledge). */
+#define H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define H2_PREFACE_LEN (sizeof H2_PREFACE - 1)
+
 typedef struct worker worker;
+
+typedef struct listener {
+  uv_tcp_t tcp;
+  worker *wk;
+  const sf_listen_spec *spec;
+  int fd; /* until the handle owns it, -1 after */
+} listener;
 
 typedef struct conn {
   uv_tcp_t tcp;
@@ -36,20 +49,23 @@ typedef struct conn {
   uv_shutdown_t sreq;
   worker *wk;
   struct conn *prev, *next;
+  const sf_proto *proto; /* NULL while the first bytes decide (h2c) */
+  void *pc;              /* the protocol's state */
+  const sf_listen_spec *spec;
   uint64_t last_active; /* uv_now() of the last progress */
   int writing, closed, draining, eof;
   char *pending; /* input parsing left over while output waited */
   size_t pending_off, pending_len;
-  sf_http_conn http; /* last: on_connection zeroes only what precedes it */
+  size_t sniffed; /* bytes of the HTTP/2 preface seen so far */
 } conn;
 
 struct worker {
   uv_loop_t loop;
-  uv_tcp_t listener;
+  listener listeners[SF_SRV_MAX_LISTENERS];
+  unsigned nlisteners;
   uv_async_t stop_async;
   uv_timer_t tick, stop_timer;
   uv_thread_t thread;
-  int fd;
   int stopping, finished, started;
   uint64_t tick_ms;
   sf_server *srv;
@@ -61,18 +77,10 @@ struct worker {
 struct sf_server {
   sf_node *node;
   unsigned nworkers;
-  unsigned port;
+  unsigned nspecs;
+  sf_listen_spec specs[SF_SRV_MAX_LISTENERS]; /* ports filled in for 0 */
   worker **workers;
 };
-
-static const char refuse_msg[] =
-    "HTTP/1.1 503 Service Unavailable\r\n"
-    "Content-Type: application/json\r\n"
-    "Content-Length: 45\r\n"
-    "Connection: close\r\n"
-    "Retry-After: 1\r\n"
-    "\r\n"
-    "{\"error\": \"too many open connections, retry\"}";
 
 static void process(conn *c, const char *data, size_t len);
 
@@ -89,7 +97,8 @@ static void on_close(uv_handle_t *h) {
     wk->conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
-  sf__http_free(&c->http);
+  if (c->pc)
+    c->proto->conn_free(c->pc);
   free(c->pending);
   free(c);
   atomic_fetch_sub_explicit(&wk->srv->node->open_conns, 1,
@@ -139,15 +148,16 @@ static void on_write(uv_write_t *req, int status);
 /* flush sends c's output: 0 when all is written, 1 when a write is in
  * flight, -1 when the connection is closing. */
 static int flush(conn *c) {
-  sf_http_conn *h = &c->http;
-  if (h->out_len > 0) {
-    uv_buf_t b = uv_buf_init(h->out, (unsigned)h->out_len);
+  const char *out;
+  size_t len = c->pc ? c->proto->output(c->pc, &out) : 0;
+  if (len > 0) {
+    uv_buf_t b = uv_buf_init((char *)out, (unsigned)len);
     int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (r == (int)h->out_len) {
-      sf__http_sent(h);
+    if (r == (int)len) {
+      c->proto->sent(c->pc);
     } else if (r >= 0 || r == UV_EAGAIN) {
       size_t off = r > 0 ? (size_t)r : 0;
-      b = uv_buf_init(h->out + off, (unsigned)(h->out_len - off));
+      b = uv_buf_init((char *)out + off, (unsigned)(len - off));
       c->wreq.data = c;
       if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write)) {
         close_conn(c);
@@ -161,7 +171,7 @@ static int flush(conn *c) {
       return -1;
     }
   }
-  if (sf__http_closing(h) || c->wk->stopping) {
+  if ((c->pc && c->proto->closing(c->pc)) || c->wk->stopping) {
     if (c->wk->stopping)
       close_conn(c);
     else
@@ -175,7 +185,7 @@ static int flush(conn *c) {
 static void resume(conn *c) {
   while (c->pending_len > 0 && !c->closed) {
     size_t used =
-        sf__http_feed(&c->http, c->pending + c->pending_off, c->pending_len);
+        c->proto->feed(c->pc, c->pending + c->pending_off, c->pending_len);
     c->pending_off += used;
     c->pending_len -= used;
     if (flush(c) != 0)
@@ -198,15 +208,57 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   c->last_active = uv_now(&c->wk->loop);
-  sf__http_sent(&c->http);
+  c->proto->sent(c->pc);
   if (flush(c) != 0)
     return;
   resume(c);
 }
 
+/* start gives c its protocol and feeds it the bytes held back while the
+ * first bytes decided: 0, or -1 after closing c. */
+static int start(conn *c, const sf_proto *proto) {
+  size_t held = c->sniffed;
+  c->proto = proto;
+  c->pc = proto->conn_new(&c->wk->w);
+  c->sniffed = 0;
+  if (!c->pc) {
+    close_conn(c);
+    return -1;
+  }
+  /* Fewer than 24 bytes that began like the preface: for HTTP/1.x a
+   * malformed request, answered without pausing on output. */
+  if (held > 0)
+    proto->feed(c->pc, H2_PREFACE, held);
+  return 0;
+}
+
+/* sniff decides an HTTP/1 listener's connection from its first bytes: an
+ * HTTP/2 client preface goes to the listener's h2 protocol. Bytes that
+ * match the preface so far are held back (they are the preface's own); 0
+ * with the protocol started and *data, *len what is left to feed, 1 when
+ * more bytes are needed, or -1 after closing c. */
+static int sniff(conn *c, const char **data, size_t *len) {
+  size_t n = H2_PREFACE_LEN - c->sniffed;
+  if (n > *len)
+    n = *len;
+  if (memcmp(*data, &H2_PREFACE[c->sniffed], n) != 0)
+    return start(c, c->spec->proto);
+  c->sniffed += n;
+  *data += n;
+  *len -= n;
+  if (c->sniffed < H2_PREFACE_LEN)
+    return 1;
+  return start(c, c->spec->h2);
+}
+
 static void process(conn *c, const char *data, size_t len) {
+  if (!c->proto) {
+    int r = sniff(c, &data, &len);
+    if (r != 0)
+      return;
+  }
   while (len > 0) {
-    size_t used = sf__http_feed(&c->http, data, len);
+    size_t used = c->proto->feed(c->pc, data, len);
     int r;
     data += used;
     len -= used;
@@ -251,7 +303,9 @@ static void on_refused_close(uv_handle_t *h) {
 }
 
 static void on_connection(uv_stream_t *server, int status) {
-  worker *wk = server->data;
+  listener *ls = server->data;
+  worker *wk = ls->wk;
+  const sf_listen_spec *spec = ls->spec;
   sf_node *node = wk->srv->node;
   conn *c;
   int64_t open;
@@ -265,23 +319,32 @@ static void on_connection(uv_stream_t *server, int status) {
       return;
     uv_tcp_init(&wk->loop, t);
     if (uv_accept(server, (uv_stream_t *)t) == 0) {
-      uv_buf_t b = uv_buf_init((char *)refuse_msg, sizeof refuse_msg - 1);
-      uv_try_write((uv_stream_t *)t, &b, 1);
+      if (spec->proto->busy) {
+        uv_buf_t b = uv_buf_init((char *)spec->proto->busy,
+                                 (unsigned)strlen(spec->proto->busy));
+        uv_try_write((uv_stream_t *)t, &b, 1);
+      }
       sf__ctr_add(&wk->w.stats->conns_refused, 1);
     }
     uv_close((uv_handle_t *)t, on_refused_close);
     return;
   }
-  /* Zeroed up to the HTTP state, which sf__http_init sets up without
-   * writing its inline buffers. */
-  c = malloc(sizeof *c);
+  c = calloc(1, sizeof *c);
   if (!c) {
     atomic_fetch_sub_explicit(&node->open_conns, 1, memory_order_relaxed);
     return;
   }
-  memset(c, 0, offsetof(conn, http));
-  sf__http_init(&c->http, &wk->w);
   c->wk = wk;
+  c->spec = spec;
+  if (!spec->h2) {
+    c->proto = spec->proto;
+    c->pc = spec->proto->conn_new(&wk->w);
+    if (!c->pc) {
+      free(c);
+      atomic_fetch_sub_explicit(&node->open_conns, 1, memory_order_relaxed);
+      return;
+    }
+  }
   uv_tcp_init(&wk->loop, &c->tcp);
   c->tcp.data = c;
   c->next = wk->conns;
@@ -341,7 +404,8 @@ static void on_stop(uv_async_t *a) {
   if (wk->stopping)
     return;
   wk->stopping = 1;
-  uv_close((uv_handle_t *)&wk->listener, on_handle_closed);
+  for (unsigned i = 0; i < wk->nlisteners; i++)
+    uv_close((uv_handle_t *)&wk->listeners[i].tcp, on_handle_closed);
   /* Idle connections go now; the others once their answers are out. */
   for (conn *c = wk->conns; c; c = c->next)
     if (!c->writing && c->pending_len == 0)
@@ -362,40 +426,27 @@ static void worker_free(worker *wk) {
     uv_run(&wk->loop, UV_RUN_DEFAULT); /* run pending close callbacks */
     uv_loop_close(&wk->loop);
   }
-  if (wk->fd >= 0)
-    close(wk->fd);
+  for (unsigned i = 0; i < wk->nlisteners; i++)
+    if (wk->listeners[i].fd >= 0)
+      close(wk->listeners[i].fd);
   sf__worker_free(&wk->w);
   free(wk);
 }
 
 /* listen_socket makes one SO_REUSEPORT listening socket: fd or -1. */
-static int listen_socket(const sf_srv_config *cfg, unsigned port, char *err,
-                         size_t errlen) {
+static int listen_socket(const sf_srv_config *cfg, const sf_listen_spec *spec,
+                         char *err, size_t errlen) {
   struct sockaddr_storage ss;
-  socklen_t sl;
+  socklen_t sl = sf__sockaddr(cfg->bind, cfg->bind_v6, spec->port, 0, &ss);
   int one = 1, fd;
-  memset(&ss, 0, sizeof ss);
-  if (cfg->bind_v6) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons((uint16_t)port);
-    inet_pton(AF_INET6, cfg->bind, &a->sin6_addr);
-    sl = sizeof *a;
-  } else {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)port);
-    inet_pton(AF_INET, cfg->bind, &a->sin_addr);
-    sl = sizeof *a;
-  }
   fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
       bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 4096) != 0) {
-    snprintf(err, errlen, "cannot listen on %s%s%s:%u: %s",
-             cfg->bind_v6 ? "[" : "", cfg->bind, cfg->bind_v6 ? "]" : "", port,
-             strerror(errno));
+    snprintf(err, errlen, "%s: cannot listen on %s%s%s:%u: %s", spec->name,
+             cfg->bind_v6 ? "[" : "", cfg->bind, cfg->bind_v6 ? "]" : "",
+             spec->port, strerror(errno));
     if (fd >= 0)
       close(fd);
     return -1;
@@ -423,31 +474,39 @@ static int worker_new(sf_server *s, unsigned i, char *err, size_t errlen) {
   }
   s->workers[i] = wk;
   wk->srv = s;
-  wk->fd = -1;
   if (sf__worker_init(&wk->w, s->node, &s->node->stats[i])) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  wk->fd = listen_socket(cfg, s->port, err, errlen);
-  if (wk->fd < 0)
-    return -1;
-  if (s->port == 0)
-    s->port = bound_port(wk->fd); /* PORT=0: the others share this one */
+  for (unsigned k = 0; k < s->nspecs; k++) {
+    listener *ls = &wk->listeners[k];
+    ls->wk = wk;
+    ls->spec = &s->specs[k];
+    ls->fd = listen_socket(cfg, ls->spec, err, errlen);
+    wk->nlisteners = k + 1;
+    if (ls->fd < 0)
+      return -1;
+    if (s->specs[k].port == 0) /* port 0: the other threads share this one */
+      s->specs[k].port = bound_port(ls->fd);
+  }
   if (uv_loop_init(&wk->loop)) {
     snprintf(err, errlen, "cannot create an event loop");
     return -1;
   }
   wk->started = 1;
-  uv_tcp_init(&wk->loop, &wk->listener);
-  wk->listener.data = wk;
-  if (uv_tcp_open(&wk->listener, wk->fd)) {
-    snprintf(err, errlen, "cannot use the listening socket");
-    return -1;
-  }
-  wk->fd = -1; /* the handle owns it now */
-  if (uv_listen((uv_stream_t *)&wk->listener, 4096, on_connection)) {
-    snprintf(err, errlen, "cannot listen");
-    return -1;
+  for (unsigned k = 0; k < wk->nlisteners; k++) {
+    listener *ls = &wk->listeners[k];
+    uv_tcp_init(&wk->loop, &ls->tcp);
+    ls->tcp.data = ls;
+    if (uv_tcp_open(&ls->tcp, ls->fd)) {
+      snprintf(err, errlen, "cannot use the listening socket");
+      return -1;
+    }
+    ls->fd = -1; /* the handle owns it now */
+    if (uv_listen((uv_stream_t *)&ls->tcp, 4096, on_connection)) {
+      snprintf(err, errlen, "cannot listen");
+      return -1;
+    }
   }
   uv_async_init(&wk->loop, &wk->stop_async, on_stop);
   wk->stop_async.data = wk;
@@ -461,16 +520,25 @@ static int worker_new(sf_server *s, unsigned i, char *err, size_t errlen) {
   return 0;
 }
 
-int sf__server_start(sf_node *node, sf_server **out, char *err, size_t errlen) {
-  sf_server *s = calloc(1, sizeof *s);
+int sf__server_start(sf_node *node, const sf_listen_spec *specs,
+                     unsigned nspecs, sf_server **out, char *err,
+                     size_t errlen) {
+  sf_server *s;
   unsigned n = node->cfg->threads;
+  if (nspecs == 0 || nspecs > SF_SRV_MAX_LISTENERS) {
+    snprintf(err, errlen, "between 1 and %d listeners, not %u",
+             SF_SRV_MAX_LISTENERS, nspecs);
+    return -1;
+  }
+  s = calloc(1, sizeof *s);
   if (!s || !(s->workers = calloc(n, sizeof *s->workers))) {
     free(s);
     snprintf(err, errlen, "out of memory");
     return -1;
   }
   s->node = node;
-  s->port = node->cfg->port;
+  s->nspecs = nspecs;
+  memcpy(s->specs, specs, nspecs * sizeof *specs);
   for (unsigned i = 0; i < n; i++) {
     if (worker_new(s, i, err, errlen))
       goto fail;
@@ -490,7 +558,9 @@ fail:
   for (unsigned i = 0; i < n; i++) {
     worker *wk = s->workers[i];
     if (wk && wk->started) {
-      uv_close((uv_handle_t *)&wk->listener, NULL);
+      for (unsigned k = 0; k < wk->nlisteners; k++)
+        if (wk->listeners[k].tcp.loop)
+          uv_close((uv_handle_t *)&wk->listeners[k].tcp, NULL);
       if (wk->stop_async.loop)
         uv_close((uv_handle_t *)&wk->stop_async, NULL);
       if (wk->tick.loop) {
@@ -505,8 +575,8 @@ fail:
   return -1;
 }
 
-unsigned sf__server_port(const sf_server *s) {
-  return s->port;
+unsigned sf__server_port(const sf_server *s, unsigned i) {
+  return i < s->nspecs ? s->specs[i].port : 0;
 }
 
 void sf__server_stop(sf_server *s) {

@@ -45,15 +45,17 @@ static int64_t lease_val;
 static uint64_t lease_gen;
 static int lease_flaps;
 
-static int64_t fuzz_lease_id(void *ctx, uint64_t *gen) {
+static int fuzz_lease_snap(void *ctx, sf_lease_snap *s) {
   (void)ctx;
   if (lease_flaps && lease_val >= 0) {
     lease_gen++;
     lease_val = 5 + (int64_t)(lease_gen & 1);
   }
-  if (gen)
-    *gen = lease_gen;
-  return lease_val;
+  s->id = lease_val;
+  s->gen = lease_gen;
+  s->floor_ms = 0;
+  s->mark_ms = INT64_MAX;
+  return lease_val < 0 ? -1 : 0;
 }
 
 static void fuzz_lease_stats(void *ctx, sf_lease_stats *out) {
@@ -63,6 +65,9 @@ static void fuzz_lease_stats(void *ctx, sf_lease_stats *out) {
   out->state = SF_LEASE_HELD;
   out->ttl_s = 10;
 }
+
+static const sf_lease_ops fuzz_lease = {fuzz_lease_snap, NULL,
+                                        fuzz_lease_stats};
 
 static sf_srv_config cfg;
 static sf_gen *gen;
@@ -190,13 +195,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   issued_before = atomic_load(&stats->ids_issued);
   mode = data[0] & 3;
-  node.lease_id = NULL;
-  node.lease_stats = NULL;
+  node.lease = NULL;
   lease_flaps = mode == 1 && (data[0] & 8);
   if (mode == 1 || mode == 2) {
     lease_val = mode == 1 ? 5 : -1;
-    node.lease_id = fuzz_lease_id;
-    node.lease_stats = fuzz_lease_stats;
+    node.lease = &fuzz_lease;
   }
   clock_ns += NS_PER_MS;
   clock_back_ns = (data[0] & 4) ? 5000 * NS_PER_MS : 0;

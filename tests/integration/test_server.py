@@ -122,6 +122,14 @@ def test_metrics(node):
     for name in ("snowflake_sequence_exhaustion_waits_total",
                  'snowflake_clock_backwards_total{action="refused"}'):
         assert name in vals
+    # Requests by protocol: this test's four HTTP/1.1 requests at least
+    # (the scrape itself is counted once it is answered).
+    assert vals['snowflake_protocol_requests_total{protocol="http1"}'] >= 3
+    assert vals['snowflake_protocol_requests_total{protocol="redis"}'] == 0
+    for reason in ("no_lease", "clock_behind", "not_persisted", "exhausted",
+                   "internal"):
+        assert vals['snowflake_mint_refusals_total{reason="%s"}' % reason] == 0
+    assert vals["snowflake_ids_dropped_total"] == 0
 
 
 def test_unknown_path_404(node):

@@ -281,6 +281,31 @@ static void test_floor(void **state) {
   sf_gen_free(g);
 }
 
+/* Raising the floor at run time (a machine id taken over): later IDs lie
+ * above it; a lower floor changes nothing; bad floors are refused. */
+static void test_raise_floor(void **state) {
+  (void)state;
+  fake_clock clk = {at_ms(1000), 0, 0};
+  sf_config c;
+  fake_config(&c, &clk, 2);
+  sf_gen *g = must_gen(&c);
+  uint64_t id = 0, before;
+  int64_t wait = 0;
+  assert_int_equal(sf_gen_next(g, &before, NULL), SF_OK);
+  assert_int_equal(sf_gen_raise_floor(g, SF_DEFAULT_EPOCH_MS + 1800), SF_OK);
+  assert_int_equal(sf_gen_next(g, &id, &wait), SF_ECLOCKBACK);
+  assert_int_equal(wait, 800);
+  assert_int_equal(sf_gen_raise_floor(g, SF_DEFAULT_EPOCH_MS + 5), SF_OK);
+  clk.now_ns = at_ms(1800);
+  clk.step_ns = 300000;
+  assert_int_equal(sf_gen_next(g, &id, NULL), SF_OK);
+  assert_int_equal(parts(id).timestamp, 1801);
+  assert_true(id > before);
+  assert_int_equal(sf_gen_raise_floor(g, -1), SF_EINVAL);
+  assert_int_equal(sf_gen_raise_floor(NULL, 5), SF_EINVAL);
+  sf_gen_free(g);
+}
+
 /* Changing the machine id never yields a smaller ID: a smaller machine id
  * moves to the next millisecond. */
 static void test_set_machine_id(void **state) {
@@ -512,6 +537,7 @@ int main(void) {
       cmocka_unit_test(test_clock_back_beyond_tolerance),
       cmocka_unit_test(test_zero_tolerance),
       cmocka_unit_test(test_floor),
+      cmocka_unit_test(test_raise_floor),
       cmocka_unit_test(test_set_machine_id),
       cmocka_unit_test(test_next_n),
       cmocka_unit_test(test_wide_layout),

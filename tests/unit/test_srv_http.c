@@ -20,36 +20,27 @@ typedef struct fixture {
   sf_http_conn c;
   int64_t lease;      /* what the fake lease answers */
   uint64_t lease_gen; /* and the generation it reports */
-  /* On its flip_at-th call (counted in lease_calls; 0: never) the fake
-   * lease answers flip_lease / flip_gen from then on, as if the keepalive
-   * thread had published between the route's two checks. */
-  unsigned lease_calls, flip_at;
-  int64_t flip_lease;
-  uint64_t flip_gen;
-  /* When steal is set, the generator's next clock read first sets its
-   * machine id to steal_machine: another thread's lease id landing between
-   * the pre-check and the mint. */
-  int steal;
-  uint64_t steal_machine;
+  int64_t mark_ms;    /* and its mark (0: none) */
+  unsigned kicks;     /* sf__lease_kick calls */
 } fixture;
 
-static int64_t fake_lease(void *ctx, uint64_t *gen) {
+static int fake_snapshot(void *ctx, sf_lease_snap *s) {
   fixture *f = ctx;
-  if (f->flip_at && ++f->lease_calls == f->flip_at) {
-    f->lease = f->flip_lease;
-    f->lease_gen = f->flip_gen;
-  }
-  if (gen)
-    *gen = f->lease_gen;
-  return f->lease;
+  s->id = f->lease;
+  s->gen = f->lease_gen;
+  s->floor_ms = 0;
+  s->mark_ms = f->mark_ms ? f->mark_ms : INT64_MAX;
+  return f->lease < 0 ? -1 : 0;
 }
+
+static void fake_kick(void *ctx) {
+  ((fixture *)ctx)->kicks++;
+}
+
+static const sf_lease_ops fake_lease_ops = {fake_snapshot, fake_kick, NULL};
 
 static int64_t fx_gen_clock(void *ctx) {
   fixture *f = ctx;
-  if (f->steal) {
-    f->steal = 0;
-    assert_int_equal(sf_gen_set_machine_id(f->gen, f->steal_machine), 0);
-  }
   return fake_clock_read(&f->clk);
 }
 
@@ -332,12 +323,13 @@ static void test_no_lease_is_503(void **state) {
   fixture *f = fx_new(0);
   char *out;
   (void)state;
-  f->node.lease_id = fake_lease;
+  f->node.lease = &fake_lease_ops;
   f->node.lease_ctx = f;
   f->lease = -1;
   out = feed_str(f, "GET /id HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n");
   assert_int_equal(count(out, "503 Service Unavailable"), 2);
   assert_int_equal(count(out, "Retry-After: 1\r\n"), 2);
+  assert_int_equal(count(out, "no machine id lease is held"), 2);
   free(out);
   f->lease = 12;
   out = feed_str(f, "GET /id HTTP/1.1\r\n\r\n");
@@ -347,110 +339,24 @@ static void test_no_lease_is_503(void **state) {
   fx_free(f);
 }
 
-/* flip_between makes the fake lease answer (lease, gen) to the next
- * request's pre-check and (to_lease, to_gen) to its post-check. */
-static void flip_between(fixture *f, int64_t lease, uint64_t gen,
-                         int64_t to_lease, uint64_t to_gen) {
-  f->lease = lease;
-  f->lease_gen = gen;
-  f->lease_calls = 0;
-  f->flip_at = 2;
-  f->flip_lease = to_lease;
-  f->flip_gen = to_gen;
-}
-
-/* assert_dropped checks that out is the lost-lease 503 and carries no ID. */
-static void assert_dropped(const char *out) {
-  assert_int_equal(count(out, "HTTP/1.1 "), 1);
-  assert_non_null(strstr(out, "HTTP/1.1 503 Service Unavailable\r\n"));
-  assert_non_null(strstr(out, "Retry-After: 1\r\n"));
-  assert_non_null(strstr(out, "no machine id lease is held"));
-  assert_null(strstr(out, "\"id"));
-}
-
-static void test_lease_change_while_minting_is_503(void **state) {
-  /* Each case: the lease as the pre-check sees it, then as the post-check
-   * sees it. The same id under a new generation is an id claimed again
-   * after a gap: IDs minted in between may collide. */
-  static const struct {
-    int64_t id0;
-    uint64_t gen0;
-    int64_t id1;
-    uint64_t gen1;
-  } cases[] = {
-      {12, 1, 12, 2}, /* lost and claimed again: same id, new generation */
-      {12, 1, -1, 1}, /* lapsed */
-      {12, 1, 13, 1}, /* another id (generation left alone) */
-      {12, 1, 13, 2}, /* another id */
-  };
-  static const char *const reqs[] = {
-      "GET /id HTTP/1.1\r\n\r\n",
-      "GET /ids?count=5 HTTP/1.1\r\n\r\n",
-      "GET /ids?count=5000 HTTP/1.1\r\n\r\n",
-  };
+static void test_mark_not_stored_is_503(void **state) {
+  /* The lease is held, but etcd's mark for it is behind the clock: the
+   * minted IDs are dropped and the answer says why. */
   fixture *f = fx_new(0);
   char *out;
   (void)state;
-  f->node.lease_id = fake_lease;
-  f->node.lease_ctx = f;
-  for (size_t r = 0; r < sizeof reqs / sizeof reqs[0]; r++) {
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-      uint64_t issued = f->stats.ids_issued;
-      flip_between(f, cases[i].id0, cases[i].gen0, cases[i].id1, cases[i].gen1);
-      out = feed_str(f, reqs[r]);
-      assert_int_equal(f->lease_calls, 2); /* checked before and after */
-      assert_dropped(out);
-      assert_int_equal(f->stats.ids_issued, issued);
-      free(out);
-
-      /* The next request, with the lease stable (held again if it had
-       * lapsed), is served. */
-      char want[48];
-      f->flip_at = 0;
-      if (f->lease < 0) {
-        f->lease = cases[i].id0;
-        f->lease_gen = cases[i].gen1 + 1;
-      }
-      snprintf(want, sizeof want, "\"machine_id\": %lld}", (long long)f->lease);
-      out = feed_str(f, reqs[r]);
-      assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
-      assert_non_null(strstr(out, want));
-      free(out);
-    }
-  }
-  fx_free(f);
-}
-
-static void test_generator_moved_while_minting_is_503(void **state) {
-  /* The lease is stable at 12, but another thread hands the generator
-   * id 13 between this request's pre-check and its mint: the IDs carry 13,
-   * not the id this request checked, and are dropped. */
-  static const char *const reqs[] = {
-      "GET /id HTTP/1.1\r\n\r\n",
-      "GET /ids?count=5 HTTP/1.1\r\n\r\n",
-  };
-  fixture *f = fx_new(0);
-  char *out;
-  (void)state;
-  f->node.lease_id = fake_lease;
+  f->node.lease = &fake_lease_ops;
   f->node.lease_ctx = f;
   f->lease = 12;
-  f->lease_gen = 7;
-  for (size_t r = 0; r < sizeof reqs / sizeof reqs[0]; r++) {
-    f->steal = 1;
-    f->steal_machine = 13;
-    out = feed_str(f, reqs[r]);
-    assert_int_equal(f->steal, 0);
-    assert_dropped(out);
-    free(out);
-    assert_int_equal(sf_gen_machine_id(f->gen), 13);
-
-    out = feed_str(f, reqs[r]); /* the pre-check sets 12 again */
-    assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
-    assert_non_null(strstr(out, "\"machine_id\": 12}"));
-    assert_int_equal(sf_gen_machine_id(f->gen), 12);
-    free(out);
-  }
+  f->mark_ms = SF_DEFAULT_EPOCH_MS + 1000000 - 1;
+  out = feed_str(f, "GET /ids?count=3 HTTP/1.1\r\n\r\n");
+  assert_non_null(strstr(out, "HTTP/1.1 503 Service Unavailable\r\n"));
+  assert_non_null(strstr(out, "Retry-After: 1\r\n"));
+  assert_non_null(strstr(out, "high-water mark is not yet stored in etcd"));
+  assert_null(strstr(out, "\"ids"));
+  assert_int_equal(f->kicks, 1);
+  assert_int_equal(f->stats.ids_dropped, 3);
+  free(out);
   fx_free(f);
 }
 
@@ -491,8 +397,7 @@ int main(void) {
       cmocka_unit_test(test_output_pauses_parsing),
       cmocka_unit_test(test_buffers_back_inline),
       cmocka_unit_test(test_no_lease_is_503),
-      cmocka_unit_test(test_lease_change_while_minting_is_503),
-      cmocka_unit_test(test_generator_moved_while_minting_is_503),
+      cmocka_unit_test(test_mark_not_stored_is_503),
       cmocka_unit_test(test_clock_behind_floor_is_503),
       cmocka_unit_test(test_u64_dec),
   };

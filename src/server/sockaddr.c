@@ -1,0 +1,32 @@
+/*
+ * sockaddr.c - numeric IPv4 and IPv6 socket addresses.
+ */
+#include "sockaddr.h"
+
+#include <netinet/in.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+
+socklen_t sf__sockaddr(const char *addr, int v6, unsigned port, int to_self,
+                       struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (v6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    if ((inet_pton(AF_INET6, addr, &a->sin6_addr) != 1 ||
+         IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) &&
+        to_self)
+      a->sin6_addr = in6addr_loopback;
+    return sizeof *a;
+  }
+  struct sockaddr_in *a = (struct sockaddr_in *)ss;
+  a->sin_family = AF_INET;
+  a->sin_port = htons((uint16_t)port);
+  if ((inet_pton(AF_INET, addr, &a->sin_addr) != 1 ||
+       a->sin_addr.s_addr == htonl(INADDR_ANY)) &&
+      to_self)
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return sizeof *a;
+}
