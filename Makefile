@@ -7,6 +7,16 @@
 #   make test-ops     the systemd unit, man pages, alert rules and dashboard
 #   make SANITIZE=thread test-tsan   threaded generator tests under TSan
 #   make lint | format | install | uninstall | clean | bench | fuzz | e2e
+#   make deps          install every package the goals above need (as root)
+#
+# Packages: scripts/deps.sh is the one list of Debian packages, by group.
+# `make run`, `make test` and the other goals in DEPS_INSTALL install their
+# groups first (as root; otherwise they print the sudo line and stop), then
+# run in a fresh make that reads this file with the packages in place. Every
+# other goal (make, clean, lint, install, -n ...) installs nothing: it checks
+# and stops with the exact apt-get line. To add a library: its -dev package
+# to a group in scripts/deps.sh, its pkg-config flags under "Library flags"
+# below (the one place pkg-config runs), and those to the link line using it.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -45,13 +55,69 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(SAN_FLAGS) $(CFLAGS) \
              -Iinclude -MMD -MP
 ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 
-# Dependencies are found at build time; scripts/deps.sh installs missing
-# Debian packages (as root) or prints the command to run.
-DEPS_OK := $(shell sh scripts/deps.sh build >&2 && echo yes)
-ifneq ($(DEPS_OK),yes)
-$(error missing build dependencies: see the deps.sh lines above)
+# ----------------------------------------------------------------- packages
+# DEPS_<goal>: the scripts/deps.sh groups a goal needs. A goal not listed
+# needs build (plus test for a file under tests/, fuzz under build-fuzz/);
+# the goals in DEPS_NONE need nothing. The goals in DEPS_INSTALL install
+# what is missing (the README's run and test, and the goals that run things);
+# the rest only check. Never while make reads this file: the install is the
+# first step of a make that does nothing else (DEPS_FRONT), and the build
+# happens in the fresh make it starts (SF_DEPS_READY=1).
+DEPS_INSTALL := run test test-unit test-integration test-ops test-tsan bench-gen \
+                bench-http soak fuzz fuzz-ci
+DEPS_NONE := clean uninstall deps e2e
+DEPS_test := build test ops
+DEPS_test-unit := build test
+DEPS_test-integration := build test
+DEPS_test-ops := build test ops
+DEPS_test-tsan := build test
+DEPS_lint := lint
+DEPS_format := lint
+DEPS_bench-http := build bench
+DEPS_soak := build bench
+DEPS_fuzz := build fuzz
+DEPS_fuzz-ci := build fuzz
+DEPS_fuzz-build := build fuzz
+deps_of = $(if $(filter $(DEPS_NONE),$(1)),,$(or $(DEPS_$(1)),build \
+            $(if $(findstring tests/,$(1)),test) $(if $(filter build-fuzz/%,$(1)),fuzz)))
+GOALS := $(or $(MAKECMDGOALS),all)
+DEPS_GROUPS := $(sort $(foreach g,$(GOALS),$(call deps_of,$(g))))
+DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
+
+ifneq ($(filter $(DEPS_INSTALL),$(GOALS)),)
+ifndef SF_DEPS_READY
+DEPS_FRONT := 1
+endif
 endif
 
+ifdef DEPS_FRONT
+# This make only installs (or prints the sudo line), then starts the make
+# that builds: it reads the Makefile again, so pkg-config sees the packages.
+.PHONY: $(GOALS)
+$(firstword $(GOALS)):
+	@sh scripts/deps.sh $(DEPS_GROUPS) || { echo "make: \`make $(GOALS)' needs the" \
+	  "packages above (scripts/deps.sh $(DEPS_GROUPS)); install them, then run it again" >&2; exit 1; }
+	+@$(MAKE) --no-print-directory SF_DEPS_READY=1 $(MAKECMDGOALS)
+$(wordlist 2,$(words $(GOALS)),$(GOALS)): $(firstword $(GOALS))
+	@:
+else # the make that builds: everything below, to the end of the file
+
+ifneq ($(DEPS_GROUPS),)
+DEPS_MISSING := $(shell sh scripts/deps.sh --check $(DEPS_GROUPS) >&2 || echo yes)
+endif
+ifeq ($(DEPS_MISSING),yes)
+DEPS_MSG := `make $(GOALS)' needs the packages above (scripts/deps.sh \
+  $(DEPS_GROUPS)); as root, `make deps' installs every group
+ifeq ($(DRY_RUN),)
+$(error $(DEPS_MSG))
+endif
+$(warning $(DEPS_MSG))
+endif
+
+# ------------------------------------------------------------ library flags
+# The one place pkg-config runs (in the make that builds, after the check;
+# not at all in a dry run that lacks the packages).
+ifneq ($(DEPS_MISSING),yes)
 UV_CFLAGS := $(shell pkg-config --cflags libuv)
 ifeq ($(STATIC),1)
 # Debian ships the static libuv as libuv_a.a, described by libuv-static.pc.
@@ -78,6 +144,7 @@ else
 ETCD_CFLAGS := -DSF_WITH_ETCD=0
 ETCD_LIBS :=
 endif
+endif # DEPS_MISSING
 
 # ------------------------------------------------------------------ sources
 LIB_SRC := $(wildcard src/lib/*.c)
@@ -153,13 +220,11 @@ $(BUILD)/snowflake.pc: snowflake.pc.in include/snowflake.h
 # tests/unit/test_srv_*.c test pure server pieces and link the server core;
 # the other unit tests need only the library.
 $(BUILD)/tests/test_srv_%: tests/unit/test_srv_%.c $(LIB_A) $(SERVER_CORE_OBJ) $(LLHTTP_OBJ)
-	@sh scripts/deps.sh test
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(SERVER_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit $(ALL_LDFLAGS) \
 	  -o $@ $< $(SERVER_CORE_OBJ) $(LLHTTP_OBJ) $(LIB_A) $(CMOCKA_LIBS) $(SERVER_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_A)
-	@sh scripts/deps.sh test
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit $(ALL_LDFLAGS) \
 	  -o $@ $< $(LIB_A) $(CMOCKA_LIBS) -lpthread
@@ -185,12 +250,10 @@ FUZZ_LLHTTP_OBJ := $(FUZZ_BUILD)/obj/llhttp/llhttp.o \
 FUZZ_OPTS ?=
 
 $(FUZZ_BUILD)/obj/src/%.o: src/%.c
-	@sh scripts/deps.sh fuzz
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 
 $(FUZZ_BUILD)/obj/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
-	@sh scripts/deps.sh fuzz
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -std=c11 -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -w \
 	  -I$(LLHTTP_INCDIR) -c $< -o $@
@@ -232,13 +295,11 @@ bench-gen: $(BENCH_GEN) $(CLI)
 # The HTTP benchmark: snowflaked GET /id (THREADS=1) against nginx's constant
 # answer, side by side; /ids?count=1000 IDs/s; idle RSS; first /health.
 bench-http: $(SERVER)
-	@sh scripts/deps.sh bench
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_http.sh
 
 # The soak: wrk for 60 s at 256 connections on /id, errors and RSS every 5 s
 # (not part of make test).
 soak: $(SERVER)
-	@sh scripts/deps.sh bench
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/soak.sh
 
 run: $(SERVER)
@@ -254,7 +315,6 @@ test-unit: all $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
 
 test-integration: all
-	@sh scripts/deps.sh test
 	SNOWFLAKED=$(abspath $(SERVER)) SNOWFLAKE=$(abspath $(CLI)) SF_SAN_FLAGS="$(SAN_FLAGS)" \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
@@ -263,7 +323,6 @@ test-integration: all
 # pages against --help, and every metric the alerts and the dashboard query
 # against a running node's /metrics.
 test-ops: all
-	@sh scripts/deps.sh test ops
 	SNOWFLAKED=$(abspath $(SERVER)) SNOWFLAKE=$(abspath $(CLI)) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/ops
 
@@ -282,7 +341,6 @@ test-tsan:
 	fi; exit $$rc
 
 lint:
-	@sh scripts/deps.sh lint
 	clang-format --dry-run -Werror $(LIB_SRC) $(CLI_SRC) $(SERVER_SRC) \
 	  $(UNIT_SRC) $(wildcard tests/fuzz/*.c bench/*.c) include/snowflake.h \
 	  $(wildcard src/*/*.h tests/unit/*.h tests/fuzz/*.h)
@@ -333,3 +391,5 @@ e2e:
 
 -include $(wildcard $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*.d)
 -include $(wildcard $(FUZZ_BUILD)/obj/*/*/*.d)
+
+endif # DEPS_FRONT

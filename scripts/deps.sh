@@ -1,9 +1,17 @@
 #!/bin/sh
-# deps.sh GROUP... - make sure the Debian packages a make target needs are
-# installed. As root it installs what is missing with apt-get; otherwise it
-# prints the exact command to run and exits 1.
+# deps.sh [--check] GROUP... - the one list of the Debian packages each make
+# goal needs, and the step that installs them.
 #
-# Groups: build test lint bench fuzz docker etcd ops all
+#   deps.sh GROUP...          as root: apt-get installs what is missing (make
+#                             deps, make run, make test, .ci/run); otherwise
+#                             prints the exact command to run and exits 1
+#   deps.sh --check GROUP...  never installs: prints what is missing and the
+#                             exact command, exits 1 (every other make goal)
+#
+# Groups: build test lint bench fuzz docker etcd ops all (all: all but docker
+# and etcd). The Makefile maps goals to groups (DEPS_<goal>); a library found
+# with pkg-config needs its -dev package here, in the group of the goals
+# using it.
 set -eu
 
 pkgs_build="gcc libc6-dev make pkg-config libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev"
@@ -11,10 +19,16 @@ pkgs_test="libcmocka-dev python3 python3-pytest faketime libfaketime curl etcd-s
 pkgs_lint="cppcheck clang-format clang-tidy"
 pkgs_bench="wrk nginx-light procps"
 pkgs_fuzz="clang libclang-rt-14-dev"
-pkgs_docker="debootstrap docker-compose"
+pkgs_docker="debootstrap docker-compose git python3"
 pkgs_etcd="etcd-server etcd-client"
 # make test-ops: systemd-analyze, mandoc, man (Documentation= links), promtool
 pkgs_ops="systemd mandoc man-db prometheus python3-yaml"
+
+check=0
+if [ "${1:-}" = --check ]; then
+  check=1
+  shift
+fi
 
 want=""
 for g in "$@"; do
@@ -25,17 +39,28 @@ for g in "$@"; do
   *) echo "deps.sh: unknown group \"$g\" (build test lint bench fuzz docker etcd ops all)" >&2; exit 2 ;;
   esac
 done
+[ -n "$want" ] || exit 0
 
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "deps.sh: no dpkg-query (not Debian): not checking the packages of $*;" \
+    "the build needs their equivalents" >&2
+  exit 0
+fi
+
+# One dpkg-query for all; a package dpkg has never heard of prints nothing.
+installed=" $(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null |
+  awk '$2 == "install" && $3 == "ok" && $4 == "installed" { print $1 }' |
+  tr '\n' ' ')"
 missing=""
 for p in $want; do
-  case " $missing " in *" $p "*) continue ;; esac
-  st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-  [ "$st" = "install ok installed" ] || missing="$missing $p"
+  case " $missing $installed " in *" $p "*) continue ;; esac
+  missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
 
-cmd="apt-get install -y --no-install-recommends$missing"
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+root=0
+[ "$(id -u)" = 0 ] && root=1
+if [ "$check" = 0 ] && [ "$root" = 1 ] && command -v apt-get >/dev/null 2>&1; then
   echo "deps.sh: installing$missing" >&2
   export DEBIAN_FRONTEND=noninteractive
   # A fresh machine has no package lists yet; refresh them once if needed.
@@ -45,6 +70,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   fi
   exit 0
 fi
+
+# The exact command: sudo when not root; apt-get update first when this
+# machine has no package lists yet (a fresh container).
+sudo=""
+[ "$root" = 1 ] || sudo="sudo "
+update=""
+ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || update="${sudo}apt-get update && "
 echo "deps.sh: missing Debian packages:$missing" >&2
-echo "deps.sh: run: sudo $cmd" >&2
+echo "deps.sh: install them with: $update${sudo}apt-get install -y --no-install-recommends$missing" >&2
 exit 1
