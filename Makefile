@@ -82,7 +82,6 @@ deps_of = $(if $(filter $(DEPS_NONE),$(1)),,$(or $(DEPS_$(1)),build \
             $(if $(findstring tests/,$(1)),test) $(if $(filter build-fuzz/%,$(1)),fuzz)))
 GOALS := $(or $(MAKECMDGOALS),all)
 DEPS_GROUPS := $(sort $(foreach g,$(GOALS),$(call deps_of,$(g))))
-DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
 
 ifneq ($(filter $(DEPS_INSTALL),$(GOALS)),)
 ifndef SF_DEPS_READY
@@ -106,18 +105,12 @@ ifneq ($(DEPS_GROUPS),)
 DEPS_MISSING := $(shell sh scripts/deps.sh --check $(DEPS_GROUPS) >&2 || echo yes)
 endif
 ifeq ($(DEPS_MISSING),yes)
-DEPS_MSG := `make $(GOALS)' needs the packages above (scripts/deps.sh \
-  $(DEPS_GROUPS)); as root, `make deps' installs every group
-ifeq ($(DRY_RUN),)
-$(error $(DEPS_MSG))
-endif
-$(warning $(DEPS_MSG))
+$(error `make $(GOALS)' needs the packages above (scripts/deps.sh $(DEPS_GROUPS)); \
+  as root, `make deps' installs every group)
 endif
 
 # ------------------------------------------------------------ library flags
-# The one place pkg-config runs (in the make that builds, after the check;
-# not at all in a dry run that lacks the packages).
-ifneq ($(DEPS_MISSING),yes)
+# The one place pkg-config runs (in the make that builds, after the check).
 UV_CFLAGS := $(shell pkg-config --cflags libuv)
 ifeq ($(STATIC),1)
 # Debian ships the static libuv as libuv_a.a, described by libuv-static.pc.
@@ -144,7 +137,6 @@ else
 ETCD_CFLAGS := -DSF_WITH_ETCD=0
 ETCD_LIBS :=
 endif
-endif # DEPS_MISSING
 
 # ------------------------------------------------------------------ sources
 LIB_SRC := $(wildcard src/lib/*.c)
