@@ -22,8 +22,8 @@ Prints one line per step with its time and `e2e fresh: PASS` or
 `e2e fresh: FAIL: ...`. No step asserts on timing (the waits have generous
 deadlines only).
 
-Environment: E2E_FRESH_IMAGE (default debian:bookworm-slim). Standard
-library only.
+Environment: E2E_FRESH_IMAGE (default debian:bookworm-slim), E2E_FRESH_NAME
+(the container's name; run.sh removes it on any exit). Standard library only.
 """
 
 import json
@@ -68,7 +68,7 @@ class Machine:
     """A bare container on the host network, kept alive by sleep."""
 
     def __init__(self):
-        self.name = "sffresh%d" % os.getpid()
+        self.name = os.environ.get("E2E_FRESH_NAME", "sffresh%d" % os.getpid())
         sh(["docker", "run", "-d", "--rm", "--name", self.name, "--network",
             "host", IMAGE, "sleep", "infinity"])
 

@@ -7,12 +7,16 @@
 # (building it with debootstrap on machines without a registry), and runs
 # tests/e2e/e2e.py against Dockerfile.dev, .simple and .prod in a compose
 # project of its own, then tests/e2e/etcd.py against docker-compose.etcd.yml
-# (etcd + three nodes with MACHINE_ID=auto) in another. Each project is taken
-# down (with its volumes) on any exit. Ends with one summary line; the exit
-# status is 0 only when every phase that ran passed.
+# (etcd + three nodes with MACHINE_ID=auto) in another, then
+# tests/e2e/fresh.py: the README's `make test` and `make run` in a clean
+# clone of HEAD on a bare container of the base image with only make
+# installed. Each project and the container are taken down (with their
+# volumes) on any exit. Ends with one summary line; the exit status is 0 only
+# when every phase that ran passed.
 #
-# Environment: E2E_PHASES (default "dockerfiles etcd") picks the phases; the
-# rest is passed on to e2e.py and etcd.py (see their headers).
+# Environment: E2E_PHASES (default "dockerfiles etcd fresh") picks the
+# phases; the rest is passed on to e2e.py, etcd.py and fresh.py (see their
+# headers).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,14 +38,16 @@ fi
 export COMPOSE
 export E2E_PROJECT="sfe2e$$"
 export E2E_ETCD_PROJECT="sfe2eetcd$$"
-phases=${E2E_PHASES:-dockerfiles etcd}
-echo "e2e: using $COMPOSE ($($COMPOSE version --short 2>/dev/null || true)), projects $E2E_PROJECT and $E2E_ETCD_PROJECT; phases: $phases"
+export E2E_FRESH_NAME="sfe2efresh$$"
+phases=${E2E_PHASES:-dockerfiles etcd fresh}
+echo "e2e: using $COMPOSE ($($COMPOSE version --short 2>/dev/null || true)), projects $E2E_PROJECT and $E2E_ETCD_PROJECT, container $E2E_FRESH_NAME; phases: $phases"
 
 cleanup() {
   $COMPOSE -p "$E2E_PROJECT" -f docker-compose.yml down -v --remove-orphans \
     >/dev/null 2>&1 || true
   $COMPOSE -p "$E2E_ETCD_PROJECT" -f docker-compose.etcd.yml down -v \
     --remove-orphans >/dev/null 2>&1 || true
+  docker rm -f "$E2E_FRESH_NAME" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -54,7 +60,8 @@ for phase in $phases; do
   case $phase in
     dockerfiles) script=tests/e2e/e2e.py ;;
     etcd) script=tests/e2e/etcd.py ;;
-    *) echo "e2e: E2E_PHASES: unknown phase '$phase' (dockerfiles, etcd)" >&2
+    fresh) script=tests/e2e/fresh.py ;;
+    *) echo "e2e: E2E_PHASES: unknown phase '$phase' (dockerfiles, etcd, fresh)" >&2
        exit 2 ;;
   esac
   start=$SECONDS
