@@ -19,6 +19,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The one source of the etcd settings' defaults and limits (config.c
+ * parses them, lease.c relies on them). */
+#define SF_LEASE_DEFAULT_PREFIX "/snowflake/machines/"
+#define SF_LEASE_PREFIX_MAX 120 /* bytes: a key with its id fits 160 */
+#define SF_LEASE_DEFAULT_TTL_S 10
+#define SF_LEASE_DEFAULT_TTL_STR "10"
+#define SF_LEASE_MAX_TTL_S 3600
+
 typedef struct sf_lease sf_lease;
 
 typedef struct sf_lease_config {
