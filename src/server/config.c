@@ -37,6 +37,8 @@ static int p_int(const opt *, const char *, const char *, sf_srv_config *,
                  const sf_config_input *, char *, size_t);
 static int p_threads(const opt *, const char *, const char *, sf_srv_config *,
                      const sf_config_input *, char *, size_t);
+static int p_port_off(const opt *, const char *, const char *, sf_srv_config *,
+                      const sf_config_input *, char *, size_t);
 static int p_str(const opt *, const char *, const char *, sf_srv_config *,
                  const sf_config_input *, char *, size_t);
 static int p_bind(const opt *, const char *, const char *, sf_srv_config *,
@@ -57,6 +59,10 @@ static const opt opts[] = {
      FIELD(machine_id_offset), 0, -1, "0", "added to the ordinal (0)"},
     {"PORT", "--port", p_int, FIELD(port), 0, 65535, "8000",
      "TCP port, 0 for an ephemeral one (8000)"},
+    {"REDIS_PORT", "--redis-port", p_port_off, FIELD(redis_port), 0, 65535,
+     NULL, "Redis protocol (RESP2) port, 0 for an ephemeral one (off)"},
+    {"MEMCACHED_PORT", "--memcached-port", p_port_off, FIELD(memcached_port), 0,
+     65535, NULL, "memcached text protocol port, 0 for an ephemeral one (off)"},
     {"BIND", "--bind", p_bind, FIELD(bind), 0, SF_SRV_BIND_MAX - 1, "0.0.0.0",
      "IPv4 or IPv6 address to listen on (0.0.0.0)"},
     {"THREADS", "--threads", p_threads, FIELD(threads), 1, 256, NULL,
@@ -97,7 +103,9 @@ const char *sf__config_usage(void) {
       "usage: snowflaked [--flag value | --flag=value]...\n"
       "       snowflaked --healthcheck | --help | --version\n"
       "\nHands out 64-bit snowflake IDs over HTTP: GET /id, /ids?count=N,\n"
-      "/decode/<id>, /health, /metrics.\n"
+      "/decode/<id>, /health, /metrics; and, when their ports are set, over\n"
+      "the Redis protocol (GET id, MGET id id, GET ids:N) and memcached's\n"
+      "(get id).\n"
       "\nSettings (environment variable, or the flag, which wins):\n");
   for (size_t i = 0; i < O_COUNT && n < sizeof buf; i++)
     n += (size_t)snprintf(buf + n, sizeof buf - n, "  %-18s %-22s %s\n",
@@ -181,6 +189,17 @@ static int p_threads(const opt *o, const char *v, const char *src,
   if (v)
     return p_int(o, v, src, c, in, err, errlen);
   c->threads = in->ncpus < 1 ? 1 : in->ncpus > 256 ? 256 : in->ncpus;
+  return 0;
+}
+
+/* p_port_off reads the port of a listener that is off (-1) when unset. */
+static int p_port_off(const opt *o, const char *v, const char *src,
+                      sf_srv_config *c, const sf_config_input *in, char *err,
+                      size_t errlen) {
+  int off = -1;
+  if (v)
+    return p_int(o, v, src, c, in, err, errlen);
+  memcpy(field(c, o), &off, sizeof off);
   return 0;
 }
 

@@ -38,6 +38,8 @@ typedef struct sf_srv_config {
   uint64_t machine_id_offset;      /* added to the ordinal */
   uint64_t max_machine_id;         /* of the layout */
   unsigned port;                   /* 0: an ephemeral port */
+  int redis_port;                  /* RESP listener: -1 off, 0 ephemeral */
+  int memcached_port;              /* memcached listener: the same */
   char bind[SF_SRV_BIND_MAX];      /* numeric IPv4 or IPv6, no brackets */
   int bind_v6;                     /* bind is an IPv6 literal */
   unsigned threads;                /* event loops */

@@ -20,7 +20,9 @@
 
 #include "config.h"
 #include "lease.h"
+#include "memcache.h"
 #include "node.h"
+#include "resp.h"
 #include "server.h"
 #include "snowflake.h"
 #include "sockaddr.h"
@@ -251,16 +253,24 @@ static void announce(const snowflaked *d) {
   char epoch[SF_TIME_BUFSIZE];
   sf_lease_snap ls = {.id = -1};
   uint64_t id = cfg->machine_id;
+  char more[64] = "";
+  unsigned i = 1;
+  /* The other listeners, in the order main() made them. */
+  if (cfg->redis_port >= 0)
+    snprintf(more, sizeof more, ", :%u (Redis)", sf__server_port(server, i++));
+  if (cfg->memcached_port >= 0)
+    snprintf(more + strlen(more), sizeof more - strlen(more),
+             ", :%u (memcached)", sf__server_port(server, i++));
   if (d->lease && sf__lease_snapshot(d->lease, &ls) == 0)
     id = (uint64_t)ls.id;
   sf_format_time(cfg->epoch_ms, epoch, sizeof epoch);
   fprintf(stderr,
-          "snowflaked %s: listening on %s%s%s:%u, machine id %llu%s, "
+          "snowflaked %s: listening on %s%s%s:%u%s, machine id %llu%s, "
           "threads=%u epoch=%s clock=%s clock_tolerance_ms=%lld "
           "max_batch=%u idle_timeout_ms=%lld max_connections=%u "
           "state_file=%s\n",
           SF_VERSION_STRING, cfg->bind_v6 ? "[" : "", cfg->bind,
-          cfg->bind_v6 ? "]" : "", sf__server_port(server, 0),
+          cfg->bind_v6 ? "]" : "", sf__server_port(server, 0), more,
           (unsigned long long)id,
           cfg->machine_mode == SF_MID_AUTO      ? " (etcd lease)"
           : cfg->machine_mode == SF_MID_ORDINAL ? " (ordinal)"
@@ -313,6 +323,13 @@ int main(int argc, char **argv) {
   take_lease(&d);
   make_node(&d);
   specs[nspecs++] = (sf_listen_spec){"PORT", d.cfg.port, &sf__proto_http, NULL};
+  if (d.cfg.redis_port >= 0)
+    specs[nspecs++] = (sf_listen_spec){"REDIS_PORT", (unsigned)d.cfg.redis_port,
+                                       &sf__proto_redis, NULL};
+  if (d.cfg.memcached_port >= 0)
+    specs[nspecs++] =
+        (sf_listen_spec){"MEMCACHED_PORT", (unsigned)d.cfg.memcached_port,
+                         &sf__proto_memcached, NULL};
   if (sf__server_start(&d.node, specs, nspecs, &server, err, sizeof err))
     die(1, "%s", err);
   announce(&d);
