@@ -120,12 +120,17 @@ class Node:
             dir=tmpdir, prefix="snowflaked-", suffix=".log", delete=False)
         self.proc = subprocess.Popen([SNOWFLAKED] + list(args), env=e,
                                      stdout=self.log, stderr=self.log)
-        self.port = None
+        self.port = self.redis_port = self.memcached_port = None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             m = re.search(r"listening on \S+:(\d+)", self.output())
             if m:
                 self.port = int(m.group(1))
+                # The other listeners are on the same line, when set.
+                r = re.search(r":(\d+) \(Redis\)", self.output())
+                mc = re.search(r":(\d+) \(memcached\)", self.output())
+                self.redis_port = int(r.group(1)) if r else None
+                self.memcached_port = int(mc.group(1)) if mc else None
                 return
             if self.proc.poll() is not None:
                 raise AssertionError("snowflaked exited %d:\n%s"
