@@ -136,30 +136,62 @@ void sf__http_respond(sf_http_conn *c, sf_st st, const char *ctype,
 
 void sf__http_error(sf_http_conn *c, sf_st st, const char *msg,
                     const char *extra, size_t extra_len) {
-  size_t n = strlen(msg);
-  char *b = sf__http_body(c, 16 + n * 6), *p = b;
-  static const char hex[] = "0123456789abcdef";
+  char *b = sf__http_body(c, SF_JSON_ERROR_MAX(strlen(msg)));
   if (!b) {
     c->closing = 1;
     return;
   }
-  SF_PUT(p, "{\"error\": \"");
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)msg[i];
-    if (ch == '"' || ch == '\\') {
-      *p++ = '\\';
-      *p++ = (char)ch;
-    } else if (ch < 0x20 || ch >= 0x7f) {
-      SF_PUT(p, "\\u00");
-      *p++ = hex[ch >> 4];
-      *p++ = hex[ch & 15];
-    } else {
-      *p++ = (char)ch;
-    }
-  }
-  SF_PUT(p, "\"}");
-  sf__http_respond(c, st, "application/json", (size_t)(p - b), extra,
+  sf__http_respond(c, st, "application/json", sf__json_error(b, msg), extra,
                    extra_len);
+}
+
+static char *answer_body(void *ctx, size_t max) {
+  return sf__http_body(ctx, max);
+}
+
+/* dispatch answers the complete request in c through the routes and
+ * frames the answer as HTTP/1.x. */
+static void dispatch(sf_http_conn *c) {
+  const char *q = memchr(c->url, '?', c->url_len);
+  int method = llhttp_get_method(&c->parser);
+  char extra[64], *p = extra;
+  size_t al;
+  sf_req r;
+  sf_answer a;
+
+  r.path = c->url;
+  r.path_len = q ? (size_t)(q - c->url) : c->url_len;
+  r.query = q ? q + 1 : c->url + c->url_len;
+  r.query_len = q ? c->url_len - r.path_len - 1 : 0;
+  r.method = method == HTTP_GET    ? SF_M_GET
+             : method == HTTP_HEAD ? SF_M_HEAD
+                                   : SF_M_OTHER;
+  r.has_body = c->has_body;
+  memset(&a, 0, sizeof a);
+  a.w = c->w;
+  a.body_alloc = answer_body;
+  a.ctx = c;
+  a.ep = SF_EP_OTHER;
+  sf__route(&r, &a);
+  c->ep = a.ep;
+  if (a.oom) {
+    c->closing = 1;
+    return;
+  }
+  if (a.retry_after_s > 0) {
+    SF_PUT(p, "Retry-After: ");
+    p += sf__u64_dec(p, (uint64_t)a.retry_after_s);
+    SF_PUT(p, "\r\n");
+  }
+  if (a.allow) { /* a short literal of the routes */
+    al = strlen(a.allow);
+    SF_PUT(p, "Allow: ");
+    memcpy(p, a.allow, al);
+    p += al;
+    SF_PUT(p, "\r\n");
+  }
+  sf__http_respond(c, a.st, a.ctype, a.body_len, p > extra ? extra : NULL,
+                   (size_t)(p - extra));
 }
 
 /* -------------------------------------------------------- llhttp glue */
@@ -245,7 +277,7 @@ static int on_message_complete(llhttp_t *p) {
   sf_http_conn *c = conn_of(p);
   if (!c->keep_alive)
     c->closing = 1;
-  sf__http_dispatch(c);
+  dispatch(c);
   url_release(c);
   if (c->closing || c->out_len >= SF_HTTP_OUT_PAUSE)
     return HPE_PAUSED;

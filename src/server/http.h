@@ -18,6 +18,7 @@
 
 #include "node.h"
 #include "proto.h"
+#include "route.h"
 
 #define SF_HTTP_URL_MAX 2048     /* longer request target: 414 */
 #define SF_HTTP_URL_INLINE 256   /* request target kept inside the conn */
@@ -86,10 +87,6 @@ void sf__http_error(sf_http_conn *c, sf_st st, const char *msg,
  * length. */
 size_t sf__u64_dec(char *dst, uint64_t v);
 
-/* sf__http_dispatch (routes.c) answers the complete request in c. */
-void sf__http_dispatch(sf_http_conn *c);
-
 extern const char *const sf__ep_label[SF_EP_COUNT];
-extern const int sf__st_code[SF_ST_COUNT];
 
 #endif /* SF_SRV_HTTP_H */

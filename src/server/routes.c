@@ -11,67 +11,92 @@
 #include "http.h"
 #include "metrics.h"
 #include "mint.h"
+#include "route.h"
 
-#define ALLOW_GET_HEAD "Allow: GET, HEAD\r\n"
+typedef void (*handler_fn)(const sf_req *r, sf_answer *a);
 
-typedef struct req {
-  const char *path, *query; /* not NUL-terminated */
-  size_t path_len, query_len;
-} req;
+/* body asks the framing protocol for room for max bytes of body. */
+static char *body(sf_answer *a, size_t max) {
+  a->body = a->body_alloc(a->ctx, max);
+  if (!a->body)
+    a->oom = 1;
+  return a->body;
+}
 
-typedef void (*handler_fn)(sf_http_conn *c, const req *r);
+static void ok(sf_answer *a, const char *ctype, size_t len) {
+  a->st = SF_ST_200;
+  a->ctype = ctype;
+  a->body_len = len;
+}
 
-static void oom(sf_http_conn *c) {
-  c->closing = 1;
+size_t sf__json_error(char *dst, const char *msg) {
+  static const char hex[] = "0123456789abcdef";
+  char *p = dst;
+  SF_PUT(p, "{\"error\": \"");
+  for (const unsigned char *m = (const unsigned char *)msg; *m; m++) {
+    if (*m == '"' || *m == '\\') {
+      *p++ = '\\';
+      *p++ = (char)*m;
+    } else if (*m < 0x20 || *m >= 0x7f) {
+      SF_PUT(p, "\\u00");
+      *p++ = hex[*m >> 4];
+      *p++ = hex[*m & 15];
+    } else {
+      *p++ = (char)*m;
+    }
+  }
+  SF_PUT(p, "\"}");
+  return (size_t)(p - dst);
+}
+
+/* error answers st with {"error": msg}. */
+static void error(sf_answer *a, sf_st st, const char *msg) {
+  char *b = body(a, SF_JSON_ERROR_MAX(strlen(msg)));
+  if (!b)
+    return;
+  a->st = st;
+  a->ctype = "application/json";
+  a->body_len = sf__json_error(b, msg);
 }
 
 /* mint_error answers a refused mint: 503 (500 for an internal error) with
  * the reason, and Retry-After when the node expects to recover. */
-static void mint_error(sf_http_conn *c, const sf_mint_error *e) {
-  char hdr[48], *p = hdr;
-  if (e->retry_ms > 0) {
-    SF_PUT(p, "Retry-After: ");
-    p += sf__u64_dec(p, (uint64_t)((e->retry_ms + 999) / 1000));
-    SF_PUT(p, "\r\n");
-  }
-  sf__http_error(c, e->status == SF_MINT_INTERNAL ? SF_ST_500 : SF_ST_503,
-                 e->msg, p > hdr ? hdr : NULL, (size_t)(p - hdr));
+static void mint_error(sf_answer *a, const sf_mint_error *e) {
+  if (e->retry_ms > 0)
+    a->retry_after_s = (e->retry_ms + 999) / 1000;
+  error(a, e->status == SF_MINT_INTERNAL ? SF_ST_500 : SF_ST_503, e->msg);
 }
 
 /* ------------------------------------------------------------- handlers */
 
-static void h_health(sf_http_conn *c, const req *r) {
+static void h_health(const sf_req *r, sf_answer *a) {
   sf_mint_error e;
   char *b;
   (void)r;
-  if (sf__mint_ready(c->w->node, &e) != 0) {
-    mint_error(c, &e);
+  if (sf__mint_ready(a->w->node, &e) != 0) {
+    mint_error(a, &e);
     return;
   }
-  b = sf__http_body(c, 2);
-  if (!b) {
-    oom(c);
+  b = body(a, 2);
+  if (!b)
     return;
-  }
   memcpy(b, "ok", 2);
-  sf__http_respond(c, SF_ST_200, "text/plain; charset=utf-8", 2, NULL, 0);
+  ok(a, "text/plain; charset=utf-8", 2);
 }
 
-static void h_id(sf_http_conn *c, const req *r) {
+static void h_id(const sf_req *r, sf_answer *a) {
   sf_mint_error e;
   uint64_t id;
   char *b, *p;
   size_t dl;
   (void)r;
-  if (sf__mint(c->w, &id, 1, &e) != 0) {
-    mint_error(c, &e);
+  if (sf__mint(a->w, &id, 1, &e) != 0) {
+    mint_error(a, &e);
     return;
   }
-  b = p = sf__http_body(c, 96);
-  if (!b) {
-    oom(c);
+  b = p = body(a, 96);
+  if (!b)
     return;
-  }
   SF_PUT(p, "{\"id\": ");
   dl = sf__u64_dec(p, id);
   p += dl;
@@ -79,13 +104,13 @@ static void h_id(sf_http_conn *c, const req *r) {
   memcpy(p, p - dl - 13, dl); /* the digits just written */
   p += dl;
   SF_PUT(p, "\", \"machine_id\": ");
-  p += sf__u64_dec(p, sf__mint_machine_of(c->w->node, id));
+  p += sf__u64_dec(p, sf__mint_machine_of(a->w->node, id));
   *p++ = '}';
-  sf__http_respond(c, SF_ST_200, "application/json", (size_t)(p - b), NULL, 0);
+  ok(a, "application/json", (size_t)(p - b));
 }
 
 /* param finds name=value in the query: 1 with *val set, or 0. */
-static int param(const req *r, const char *name, const char **val,
+static int param(const sf_req *r, const char *name, const char **val,
                  size_t *vlen) {
   size_t nl = strlen(name);
   const char *q = r->query, *end = r->query + r->query_len;
@@ -107,8 +132,8 @@ static int param(const req *r, const char *name, const char **val,
   return 0;
 }
 
-static void h_ids(sf_http_conn *c, const req *r) {
-  sf_node *n = c->w->node;
+static void h_ids(const sf_req *r, sf_answer *a) {
+  sf_node *n = a->w->node;
   const char *v;
   size_t vl, count = 0;
   int strings = 0;
@@ -118,7 +143,7 @@ static void h_ids(sf_http_conn *c, const req *r) {
 
   if (!param(r, "count", &v, &vl)) {
     snprintf(msg, sizeof msg, "count is required: an integer in 1..%u", max);
-    sf__http_error(c, SF_ST_400, msg, NULL, 0);
+    error(a, SF_ST_400, msg);
     return;
   }
   for (size_t i = 0; i < vl && count <= max; i++) {
@@ -130,45 +155,42 @@ static void h_ids(sf_http_conn *c, const req *r) {
   }
   if (count < 1 || count > max || vl == 0) {
     snprintf(msg, sizeof msg, "count must be an integer in 1..%u", max);
-    sf__http_error(c, SF_ST_400, msg, NULL, 0);
+    error(a, SF_ST_400, msg);
     return;
   }
   if (param(r, "format", &v, &vl)) {
     if (vl == 6 && !memcmp(v, "string", 6))
       strings = 1;
     else if (!(vl == 6 && !memcmp(v, "number", 6))) {
-      sf__http_error(c, SF_ST_400, "format must be \"number\" or \"string\"",
-                     NULL, 0);
+      error(a, SF_ST_400, "format must be \"number\" or \"string\"");
       return;
     }
   }
-  if (sf__mint(c->w, c->w->ids, count, &e) != 0) {
-    mint_error(c, &e);
+  if (sf__mint(a->w, a->w->ids, count, &e) != 0) {
+    mint_error(a, &e);
     return;
   }
-  b = p = sf__http_body(c, 64 + count * (SF_ID_BUFSIZE + 4));
-  if (!b) {
-    oom(c);
+  b = p = body(a, 64 + count * (SF_ID_BUFSIZE + 4));
+  if (!b)
     return;
-  }
   SF_PUT(p, "{\"ids\": [");
   for (size_t i = 0; i < count; i++) {
     if (i)
       SF_PUT(p, ", ");
     if (strings)
       *p++ = '"';
-    p += sf__u64_dec(p, c->w->ids[i]);
+    p += sf__u64_dec(p, a->w->ids[i]);
     if (strings)
       *p++ = '"';
   }
   SF_PUT(p, "], \"machine_id\": ");
-  p += sf__u64_dec(p, sf__mint_machine_of(n, c->w->ids[0]));
+  p += sf__u64_dec(p, sf__mint_machine_of(n, a->w->ids[0]));
   *p++ = '}';
-  sf__http_respond(c, SF_ST_200, "application/json", (size_t)(p - b), NULL, 0);
+  ok(a, "application/json", (size_t)(p - b));
 }
 
-static void h_decode(sf_http_conn *c, const req *r) {
-  sf_node *n = c->w->node;
+static void h_decode(const sf_req *r, sf_answer *a) {
+  sf_node *n = a->w->node;
   const char *s = r->path + 8; /* after "/decode/" */
   size_t len = r->path_len - 8;
   uint64_t id;
@@ -177,36 +199,30 @@ static void h_decode(sf_http_conn *c, const req *r) {
   int rc, tl;
 
   if (len == 0) {
-    sf__http_error(c, SF_ST_400, "missing id: use /decode/<decimal id>", NULL,
-                   0);
+    error(a, SF_ST_400, "missing id: use /decode/<decimal id>");
     return;
   }
   rc = sf_parse(s, len, SF_FORMAT_DEC, &id);
   if (rc == SF_ERANGE) {
-    sf__http_error(c, SF_ST_400, "id is larger than 9223372036854775807", NULL,
-                   0);
+    error(a, SF_ST_400, "id is larger than 9223372036854775807");
     return;
   }
   if (rc != 0) {
-    sf__http_error(c, SF_ST_400,
-                   "id must be a decimal integer (digits 0-9 only)", NULL, 0);
+    error(a, SF_ST_400, "id must be a decimal integer (digits 0-9 only)");
     return;
   }
   if (sf_decode(n->layout, id, &parts) != 0) {
-    sf__http_error(c, SF_ST_400, "id cannot be decoded", NULL, 0);
+    error(a, SF_ST_400, "id cannot be decoded");
     return;
   }
   tl = sf_format_time(parts.unix_ms, t, sizeof t);
   if (tl < 0) {
-    sf__http_error(c, SF_ST_400, "id's time is outside the years 1970..9999",
-                   NULL, 0);
+    error(a, SF_ST_400, "id's time is outside the years 1970..9999");
     return;
   }
-  b = p = sf__http_body(c, 256);
-  if (!b) {
-    oom(c);
+  b = p = body(a, 256);
+  if (!b)
     return;
-  }
   SF_PUT(p, "{\"id\": ");
   p += sf__u64_dec(p, id);
   SF_PUT(p, ", \"id_str\": \"");
@@ -221,25 +237,22 @@ static void h_decode(sf_http_conn *c, const req *r) {
   SF_PUT(p, ", \"sequence\": ");
   p += sf__u64_dec(p, parts.sequence);
   *p++ = '}';
-  sf__http_respond(c, SF_ST_200, "application/json", (size_t)(p - b), NULL, 0);
+  ok(a, "application/json", (size_t)(p - b));
 }
 
 /* ---------------------------------------------------------------- metrics */
 
-static void h_metrics(sf_http_conn *c, const req *r) {
-  sf_node *n = c->w->node;
+static void h_metrics(const sf_req *r, sf_answer *a) {
+  sf_node *n = a->w->node;
   char *b;
   size_t len;
   (void)r;
-  b = sf__http_body(c, SF_METRICS_MAX);
-  if (!b) {
-    oom(c);
+  b = body(a, SF_METRICS_MAX);
+  if (!b)
     return;
-  }
   /* This scrape is answered below, after it is counted. */
   len = sf__metrics_render(n, b, SF_METRICS_MAX, SF_EP_METRICS);
-  sf__http_respond(c, SF_ST_200, "text/plain; version=0.0.4; charset=utf-8",
-                   len, NULL, 0);
+  ok(a, "text/plain; version=0.0.4; charset=utf-8", len);
 }
 
 /* ------------------------------------------------------------ the table */
@@ -262,37 +275,30 @@ static const route routes[] = {
     R("/metrics", 0, SF_EP_METRICS, h_metrics),
 };
 
-void sf__http_dispatch(sf_http_conn *c) {
-  req r;
-  const char *q = memchr(c->url, '?', c->url_len);
+void sf__route(const sf_req *r, sf_answer *a) {
   const route *rt = NULL;
-  int method = llhttp_get_method(&c->parser);
-
-  r.path = c->url;
-  r.path_len = q ? (size_t)(q - c->url) : c->url_len;
-  r.query = q ? q + 1 : c->url + c->url_len;
-  r.query_len = q ? c->url_len - r.path_len - 1 : 0;
   for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
     const route *t = &routes[i];
-    if (t->prefix ? r.path_len >= t->len && !memcmp(r.path, t->path, t->len)
-                  : r.path_len == t->len && !memcmp(r.path, t->path, t->len)) {
+    if (t->prefix
+            ? r->path_len >= t->len && !memcmp(r->path, t->path, t->len)
+            : r->path_len == t->len && !memcmp(r->path, t->path, t->len)) {
       rt = t;
       break;
     }
   }
   if (!rt) {
-    sf__http_error(c, SF_ST_404, "no such endpoint", NULL, 0);
+    error(a, SF_ST_404, "no such endpoint");
     return;
   }
-  c->ep = rt->ep;
-  if (method != HTTP_GET && method != HTTP_HEAD) {
-    sf__http_error(c, SF_ST_405, "only GET and HEAD are allowed",
-                   ALLOW_GET_HEAD, sizeof ALLOW_GET_HEAD - 1);
+  a->ep = rt->ep;
+  if (r->method != SF_M_GET && r->method != SF_M_HEAD) {
+    a->allow = "GET, HEAD";
+    error(a, SF_ST_405, "only GET and HEAD are allowed");
     return;
   }
-  if (c->has_body) {
-    sf__http_error(c, SF_ST_400, "a request body is not accepted", NULL, 0);
+  if (r->has_body) {
+    error(a, SF_ST_400, "a request body is not accepted");
     return;
   }
-  rt->fn(c, &r);
+  rt->fn(r, a);
 }
