@@ -11,7 +11,8 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       gcc libc6-dev make pkg-config libuv1-dev node-llhttp \
-      libcurl4-openssl-dev libjansson-dev \
+      libcurl4-openssl-dev libjansson-dev libnghttp2-dev libprotobuf-c-dev \
+      protobuf-c-compiler \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src

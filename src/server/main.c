@@ -322,7 +322,8 @@ int main(int argc, char **argv) {
   raise_nofile();
   take_lease(&d);
   make_node(&d);
-  specs[nspecs++] = (sf_listen_spec){"PORT", d.cfg.port, &sf__proto_http, NULL};
+  specs[nspecs++] =
+      (sf_listen_spec){"PORT", d.cfg.port, &sf__proto_http, &sf__proto_h2};
   if (d.cfg.redis_port >= 0)
     specs[nspecs++] = (sf_listen_spec){"REDIS_PORT", (unsigned)d.cfg.redis_port,
                                        &sf__proto_redis, NULL};

@@ -43,5 +43,7 @@ typedef struct sf_proto {
 
 /* The HTTP/1.x protocol (http.c). */
 extern const sf_proto sf__proto_http;
+/* HTTP/2 with prior knowledge, gRPC included (h2.c). */
+extern const sf_proto sf__proto_h2;
 
 #endif /* SF_SRV_PROTO_H */

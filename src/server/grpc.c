@@ -1,0 +1,281 @@
+/*
+ * grpc.c - the unary gRPC methods: de-frame the request message, unpack it
+ * with protobuf-c, mint or decode, pack the reply.
+ *
+ * IDs come only from sf__mint() and their parts from sf_decode(): this file
+ * knows nothing of leases or bit layouts.
+ */
+#include "grpc.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "mint.h"
+#include "snowflake/v1/snowflake.pb-c.h"
+
+/* Request messages are unpacked into a bump arena on the stack: no malloc
+ * per call, and nothing to free. SF_GRPC_MSG_MAX bounds what protobuf-c
+ * asks for (the message struct, strings and unknown fields it copies). */
+#define ARENA (2 * SF_GRPC_MSG_MAX + 512)
+
+typedef struct arena {
+  size_t used;
+  _Alignas(16) unsigned char mem[ARENA];
+} arena;
+
+static void *arena_alloc(void *data, size_t size) {
+  arena *a = data;
+  size_t at = (a->used + 15) & ~(size_t)15;
+  if (size > ARENA || at > ARENA - size)
+    return NULL;
+  a->used = at + size;
+  return a->mem + at;
+}
+
+static void arena_free(void *data, void *p) {
+  (void)data;
+  (void)p;
+}
+
+typedef struct call {
+  sf_worker *w;
+  const uint8_t *in; /* the request message, without its prefix */
+  size_t in_len;
+  ProtobufCAllocator alloc;
+  sf_grpc_reply *r;
+} call;
+
+__attribute__((format(printf, 3, 4))) static void
+fail(sf_grpc_reply *r, sf_grpc_status st, const char *fmt, ...);
+static void fail(sf_grpc_reply *r, sf_grpc_status st, const char *fmt, ...) {
+  va_list ap;
+  r->status = st;
+  va_start(ap, fmt);
+  vsnprintf(r->text, sizeof r->text, fmt, ap);
+  va_end(ap);
+}
+
+/* reply frames and packs m into r: the 5-byte prefix (uncompressed,
+ * big-endian length), then the message. */
+static void reply(sf_grpc_reply *r, const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  uint8_t *p = r->buf;
+  if (5 + n > sizeof r->buf) {
+    p = malloc(5 + n);
+    if (!p) {
+      fail(r, SF_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+      return;
+    }
+  }
+  p[0] = 0;
+  p[1] = (uint8_t)(n >> 24);
+  p[2] = (uint8_t)(n >> 16);
+  p[3] = (uint8_t)(n >> 8);
+  p[4] = (uint8_t)n;
+  protobuf_c_message_pack(m, p + 5);
+  r->msg = p;
+  r->msg_len = 5 + n;
+  r->status = SF_GRPC_OK;
+}
+
+/* X(mint status, gRPC status): why a node could not issue, as gRPC says
+ * it. A retry helps for the first three; not once the time bits run out. */
+#define MINT_TO_GRPC(X)                                                        \
+  X(NO_LEASE, UNAVAILABLE)                                                     \
+  X(CLOCK_BEHIND, UNAVAILABLE)                                                 \
+  X(NOT_PERSISTED, UNAVAILABLE)                                                \
+  X(EXHAUSTED, FAILED_PRECONDITION)                                            \
+  X(INTERNAL, INTERNAL)
+
+static sf_grpc_status mint_status(sf_mint_status s) {
+  static const sf_grpc_status map[SF_MINT_STATUS_COUNT] = {
+#define SF__M2G(m, g) [SF_MINT_##m] = SF_GRPC_##g,
+      MINT_TO_GRPC(SF__M2G)
+#undef SF__M2G
+  };
+  return s > SF_MINT_OK && s < SF_MINT_STATUS_COUNT ? map[s] : SF_GRPC_INTERNAL;
+}
+
+#define UNPACK(type, fn, c) ((type *)fn(&(c)->alloc, (c)->in_len, (c)->in))
+
+static void m_next(call *c) {
+  sf_node *n = c->w->node;
+  unsigned max = n->cfg->max_batch;
+  Snowflake__V1__NextRequest *q = UNPACK(
+      Snowflake__V1__NextRequest, snowflake__v1__next_request__unpack, c);
+  Snowflake__V1__NextReply out = SNOWFLAKE__V1__NEXT_REPLY__INIT;
+  sf_mint_error e;
+  size_t count;
+  if (!q) {
+    fail(c->r, SF_GRPC_INVALID_ARGUMENT,
+         "the request is not a snowflake.v1.NextRequest");
+    return;
+  }
+  count = q->count ? q->count : 1;
+  if (count > max) {
+    fail(c->r, SF_GRPC_INVALID_ARGUMENT, "count must be in 1..%u (0: 1)", max);
+    return;
+  }
+  if (sf__mint(c->w, c->w->ids, count, &e) != 0) {
+    fail(c->r, mint_status(e.status), "%s", e.msg);
+    return;
+  }
+  out.n_ids = count;
+  out.ids = c->w->ids;
+  out.machine_id = (uint32_t)sf__mint_machine_of(n, c->w->ids[0]);
+  reply(c->r, &out.base);
+}
+
+static void m_decode(call *c) {
+  Snowflake__V1__DecodeRequest *q = UNPACK(
+      Snowflake__V1__DecodeRequest, snowflake__v1__decode_request__unpack, c);
+  Snowflake__V1__DecodeReply out = SNOWFLAKE__V1__DECODE_REPLY__INIT;
+  sf_parts parts;
+  char t[SF_TIME_BUFSIZE];
+  if (!q) {
+    fail(c->r, SF_GRPC_INVALID_ARGUMENT,
+         "the request is not a snowflake.v1.DecodeRequest");
+    return;
+  }
+  if (sf_decode(c->w->node->layout, q->id, &parts) != 0) {
+    fail(c->r, SF_GRPC_INVALID_ARGUMENT,
+         "id is larger than 9223372036854775807 (the sign bit is set)");
+    return;
+  }
+  if (sf_format_time(parts.unix_ms, t, sizeof t) < 0) {
+    fail(c->r, SF_GRPC_INVALID_ARGUMENT,
+         "id's time is outside the years 1970..9999");
+    return;
+  }
+  out.id = q->id;
+  out.unix_ms = parts.unix_ms;
+  out.time = t;
+  out.machine_id = (uint32_t)parts.machine_id;
+  out.sequence = (uint32_t)parts.sequence;
+  reply(c->r, &out.base);
+}
+
+static void m_health(call *c) {
+  Grpc__Health__V1__HealthCheckRequest *q =
+      UNPACK(Grpc__Health__V1__HealthCheckRequest,
+             grpc__health__v1__health_check_request__unpack, c);
+  Grpc__Health__V1__HealthCheckResponse out =
+      GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+  sf_mint_error e;
+  if (!q) {
+    fail(c->r, SF_GRPC_INVALID_ARGUMENT,
+         "the request is not a grpc.health.v1.HealthCheckRequest");
+    return;
+  }
+  /* "" is the server as a whole; the one service it has is the same. */
+  if (q->service[0] && strcmp(q->service, "snowflake.v1.Snowflake") != 0) {
+    fail(c->r, SF_GRPC_NOT_FOUND, "unknown service (snowflake.v1.Snowflake)");
+    return;
+  }
+  out.status =
+      sf__mint_ready(c->w->node, &e) == 0
+          ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+  reply(c->r, &out.base);
+}
+
+typedef struct method {
+  const char *path;
+  size_t len;
+  void (*fn)(call *c);
+} method;
+
+#define M(path, fn)                                                            \
+  { path, sizeof(path) - 1, fn }
+static const method methods[] = {
+    M("/snowflake.v1.Snowflake/Next", m_next),
+    M("/snowflake.v1.Snowflake/Decode", m_decode),
+    M("/grpc.health.v1.Health/Check", m_health),
+};
+
+/* deframe finds the one request message of a unary call: 0, or -1 after
+ * failing r. */
+static int deframe(call *c, const uint8_t *body, size_t len) {
+  uint32_t n;
+  if (len < 5) {
+    fail(c->r, SF_GRPC_INTERNAL,
+         "the request has no length-prefixed message (%zu bytes)", len);
+    return -1;
+  }
+  n = (uint32_t)body[1] << 24 | (uint32_t)body[2] << 16 |
+      (uint32_t)body[3] << 8 | body[4];
+  if (body[0] != 0) {
+    fail(c->r, SF_GRPC_UNIMPLEMENTED,
+         "compressed messages are not supported (grpc-encoding: identity)");
+    return -1;
+  }
+  if (n > SF_GRPC_MSG_MAX) {
+    fail(c->r, SF_GRPC_RESOURCE_EXHAUSTED,
+         "request message of %u bytes is larger than %d", n, SF_GRPC_MSG_MAX);
+    return -1;
+  }
+  if (len - 5 != n) {
+    fail(c->r, SF_GRPC_INTERNAL,
+         "a unary request carries one message: %zu bytes follow a prefix of "
+         "%u",
+         len - 5, n);
+    return -1;
+  }
+  c->in = body + 5;
+  c->in_len = n;
+  return 0;
+}
+
+void sf__grpc_call(sf_worker *w, const char *path, size_t path_len,
+                   const uint8_t *body, size_t body_len, sf_grpc_reply *r) {
+  arena a;
+  call c;
+  const method *m = NULL;
+  r->status = SF_GRPC_OK;
+  r->msg = NULL;
+  r->msg_len = 0;
+  r->text[0] = '\0';
+  sf__ctr_add(&w->stats->proto_requests[SF_PROTO_GRPC], 1);
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    if (methods[i].len == path_len && !memcmp(methods[i].path, path, path_len))
+      m = &methods[i];
+  if (!m) {
+    fail(r, SF_GRPC_UNIMPLEMENTED, "unknown method %.*s",
+         (int)(path_len > 100 ? 100 : path_len), path);
+    return;
+  }
+  a.used = 0;
+  c.w = w;
+  c.r = r;
+  c.alloc.alloc = arena_alloc;
+  c.alloc.free = arena_free;
+  c.alloc.allocator_data = &a;
+  if (deframe(&c, body, body_len) == 0)
+    m->fn(&c);
+}
+
+void sf__grpc_reply_free(sf_grpc_reply *r) {
+  if (r->msg && r->msg != r->buf)
+    free(r->msg);
+  r->msg = NULL;
+  r->msg_len = 0;
+}
+
+size_t sf__grpc_message_escape(const char *text, char *dst) {
+  static const char hex[] = "0123456789ABCDEF";
+  char *p = dst;
+  for (const unsigned char *s = (const unsigned char *)text; *s; s++) {
+    if (*s >= 0x20 && *s <= 0x7e && *s != '%') {
+      *p++ = (char)*s;
+    } else {
+      *p++ = '%';
+      *p++ = hex[*s >> 4];
+      *p++ = hex[*s & 15];
+    }
+  }
+  *p = '\0';
+  return (size_t)(p - dst);
+}

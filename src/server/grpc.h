@@ -1,0 +1,63 @@
+/*
+ * grpc.h - the gRPC services of snowflaked as a pure function: a method
+ * path and a request body (length-prefixed messages, as HTTP/2 DATA carried
+ * them) in, a framed reply message or a status out. No HTTP/2 here: h2.c
+ * frames what this returns (HEADERS, DATA, trailers).
+ *
+ * Services: snowflake.v1.Snowflake (Next, Decode; proto/snowflake/v1) and
+ * grpc.health.v1.Health/Check. Messages are packed and unpacked by
+ * protobuf-c from the checked-in .proto files.
+ */
+#ifndef SF_SRV_GRPC_H
+#define SF_SRV_GRPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node.h"
+
+#define SF_GRPC_MSG_MAX                                                        \
+  4096                    /* a larger request message: RESOURCE_EXHAUSTED      \
+                           */
+#define SF_GRPC_INLINE 96 /* reply bytes kept inside sf_grpc_reply */
+
+/* X(name, code): the gRPC status codes snowflaked answers with. */
+#define SF_GRPC_STATUS_MAP(X)                                                  \
+  X(OK, 0)                                                                     \
+  X(INVALID_ARGUMENT, 3)                                                       \
+  X(NOT_FOUND, 5)                                                              \
+  X(RESOURCE_EXHAUSTED, 8)                                                     \
+  X(FAILED_PRECONDITION, 9)                                                    \
+  X(UNIMPLEMENTED, 12)                                                         \
+  X(INTERNAL, 13)                                                              \
+  X(UNAVAILABLE, 14)
+
+typedef enum sf_grpc_status {
+#define SF__GRPC_ENUM(name, code) SF_GRPC_##name = code,
+  SF_GRPC_STATUS_MAP(SF__GRPC_ENUM)
+#undef SF__GRPC_ENUM
+} sf_grpc_status;
+
+/* A call's outcome: status OK with one framed reply message (5-byte
+ * prefix + protobuf) in msg[0..msg_len), or another status with text. */
+typedef struct sf_grpc_reply {
+  sf_grpc_status status;
+  uint8_t *msg; /* buf, or the heap for a long reply (sf__grpc_reply_free) */
+  size_t msg_len;
+  char text[160]; /* grpc-message, "" when OK */
+  uint8_t buf[SF_GRPC_INLINE];
+} sf_grpc_reply;
+
+/* sf__grpc_call runs the unary method at path (e.g.
+ * "/snowflake.v1.Snowflake/Next") on the request body and fills *r. Counts
+ * the call in w's stats. Never fails: every error is a status in *r. */
+void sf__grpc_call(sf_worker *w, const char *path, size_t path_len,
+                   const uint8_t *body, size_t body_len, sf_grpc_reply *r);
+/* sf__grpc_reply_free releases a heap reply; r can be reused. */
+void sf__grpc_reply_free(sf_grpc_reply *r);
+/* sf__grpc_message_escape percent-encodes text for the grpc-message
+ * trailer into dst (3 * strlen(text) + 1 bytes suffice); returns its
+ * length. */
+size_t sf__grpc_message_escape(const char *text, char *dst);
+
+#endif /* SF_SRV_GRPC_H */

@@ -1,0 +1,565 @@
+/*
+ * h2.c - HTTP/2 connections over nghttp2's memory interface.
+ *
+ * feed() hands the bytes read to nghttp2_session_mem_recv(); its callbacks
+ * collect each request (pseudo-headers, content type, body) in a stream and
+ * answer it as soon as the request ends, with nghttp2_submit_response(). The
+ * frames nghttp2 then has to send are copied into the connection's output
+ * buffer by pump() (nghttp2_session_mem_send()), which stops at
+ * SF_H2_OUT_PAUSE bytes; feed() consumes nothing while that much waits, so
+ * a peer that does not read holds at most that, its streams and nghttp2's
+ * own bounded queues.
+ */
+#include "h2.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "route.h"
+
+#define OUT_INLINE 2048   /* output kept inside the connection */
+#define PATH_INLINE 64    /* :path bytes kept inside the stream */
+#define BODY_INLINE 32    /* request body bytes kept inside the stream */
+#define ANSWER_INLINE 160 /* answer body bytes kept inside the stream */
+
+typedef struct stream {
+  struct stream *prev, *next; /* the connection's open streams */
+  int32_t id;
+  sf_method method;
+  int grpc;      /* content-type application/grpc... */
+  int post;      /* :method POST */
+  int has_body;  /* DATA bytes arrived */
+  int body_over; /* more than SF_H2_BODY_MAX of them */
+  int done;      /* the request ended (END_STREAM) */
+  int answered;  /* its answer is submitted */
+  size_t header_bytes;
+  char *path; /* path_inline or the heap */
+  size_t path_len;
+  uint8_t *body; /* body_inline or the heap (SF_H2_BODY_MAX) */
+  size_t body_len;
+  const uint8_t *data; /* the answer's DATA, sent by read_data() */
+  size_t data_len, data_off;
+  char *answer_heap; /* an HTTP answer body longer than answer_inline */
+  sf_grpc_reply g;
+  char path_inline[PATH_INLINE];
+  uint8_t body_inline[BODY_INLINE];
+  char answer_inline[ANSWER_INLINE];
+} stream;
+
+typedef struct h2c {
+  nghttp2_session *s;
+  sf_worker *w;
+  int dead;          /* a fatal nghttp2 error: close without more output */
+  stream *streams;   /* nghttp2_session_del() calls no on_close */
+  size_t pending;    /* answer bytes not yet framed */
+  unsigned deferred; /* requests done but not answered: pending was high */
+  double ctrl_tokens;
+  struct timespec ctrl_at;
+  char *out; /* out_inline, or the heap until sent */
+  size_t out_len, out_cap;
+  char out_inline[OUT_INLINE];
+} h2c;
+
+/* ---------------------------------------------------------------- output */
+
+static int out_append(h2c *c, const uint8_t *d, size_t n) {
+  if (c->out_len + n > c->out_cap) {
+    size_t cap = c->out_cap * 2;
+    char *p;
+    while (cap < c->out_len + n)
+      cap *= 2;
+    p = c->out == c->out_inline ? malloc(cap) : realloc(c->out, cap);
+    if (!p)
+      return -1;
+    if (c->out == c->out_inline)
+      memcpy(p, c->out, c->out_len);
+    c->out = p;
+    c->out_cap = cap;
+  }
+  memcpy(c->out + c->out_len, d, n);
+  c->out_len += n;
+  return 0;
+}
+
+static int answer_deferred(h2c *c);
+
+/* pump moves what nghttp2 would send into c->out, up to SF_H2_OUT_PAUSE
+ * (give or take a frame). */
+static void pump(h2c *c) {
+  while (!c->dead && c->out_len < SF_H2_OUT_PAUSE) {
+    const uint8_t *d;
+    ssize_t n = nghttp2_session_mem_send(c->s, &d);
+    if (n == 0 && c->deferred && c->pending < SF_H2_OUT_PAUSE &&
+        answer_deferred(c))
+      continue;
+    if (n <= 0) {
+      if (n < 0)
+        c->dead = 1;
+      return;
+    }
+    if (out_append(c, d, (size_t)n))
+      c->dead = 1;
+  }
+}
+
+/* ---------------------------------------------------------------- streams */
+
+static void answer(h2c *c, stream *st);
+
+static void stream_free(stream *st) {
+  if (st->path != st->path_inline)
+    free(st->path);
+  if (st->body != st->body_inline)
+    free(st->body);
+  free(st->answer_heap);
+  sf__grpc_reply_free(&st->g);
+  free(st);
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
+                            void *ud) {
+  h2c *c = ud;
+  stream *st;
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0;
+  st = calloc(1, sizeof *st);
+  if (!st)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM */
+  st->id = f->hd.stream_id;
+  st->method = SF_M_OTHER;
+  st->path = st->path_inline;
+  st->body = st->body_inline;
+  st->next = c->streams;
+  if (c->streams)
+    c->streams->prev = st;
+  c->streams = st;
+  nghttp2_session_set_stream_user_data(s, st->id, st);
+  return 0;
+}
+
+#define IS(name, namelen, lit)                                                 \
+  ((namelen) == sizeof(lit) - 1 && !memcmp((name), (lit), sizeof(lit) - 1))
+
+static int set_path(stream *st, const uint8_t *v, size_t len) {
+  if (len > sizeof st->path_inline) {
+    st->path = malloc(len);
+    if (!st->path) {
+      st->path = st->path_inline;
+      return -1;
+    }
+  }
+  memcpy(st->path, v, len);
+  st->path_len = len;
+  return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f,
+                     const uint8_t *name, size_t namelen, const uint8_t *value,
+                     size_t valuelen, uint8_t flags, void *ud) {
+  stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+  (void)flags;
+  (void)ud;
+  if (!st || f->hd.type != NGHTTP2_HEADERS)
+    return 0; /* trailers of a request: ignored */
+  /* RFC 9113's size of a field: name, value and 32 bytes. Counting the
+   * decoded size bounds a small HEADERS block that decompresses huge. */
+  st->header_bytes += namelen + valuelen + 32;
+  if (st->header_bytes > SF_H2_HEADER_MAX)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM */
+  if (IS(name, namelen, ":path")) {
+    if (st->path_len || set_path(st, value, valuelen))
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  } else if (IS(name, namelen, ":method")) {
+    st->method = IS(value, valuelen, "GET")    ? SF_M_GET
+                 : IS(value, valuelen, "HEAD") ? SF_M_HEAD
+                                               : SF_M_OTHER;
+    st->post = IS(value, valuelen, "POST");
+  } else if (IS(name, namelen, "content-type")) {
+    /* application/grpc, application/grpc+proto, application/grpc;... */
+    st->grpc = valuelen >= 16 && !memcmp(value, "application/grpc", 16) &&
+               (valuelen == 16 || value[16] == '+' || value[16] == ';');
+  }
+  return 0;
+}
+
+static int on_data(nghttp2_session *s, uint8_t flags, int32_t id,
+                   const uint8_t *data, size_t len, void *ud) {
+  stream *st = nghttp2_session_get_stream_user_data(s, id);
+  (void)flags;
+  (void)ud;
+  if (!st || len == 0)
+    return 0;
+  st->has_body = 1;
+  if (!st->grpc || st->body_over || len > SF_H2_BODY_MAX - st->body_len) {
+    st->body_over = st->grpc; /* HTTP routes refuse any body anyway */
+    return 0;
+  }
+  if (st->body == st->body_inline && st->body_len + len > BODY_INLINE) {
+    uint8_t *b = malloc(SF_H2_BODY_MAX);
+    if (!b)
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    memcpy(b, st->body, st->body_len);
+    st->body = b;
+  }
+  memcpy(st->body + st->body_len, data, len);
+  st->body_len += len;
+  return 0;
+}
+
+static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud) {
+  h2c *c = ud;
+  stream *st = nghttp2_session_get_stream_user_data(s, id);
+  (void)code;
+  if (st) {
+    nghttp2_session_set_stream_user_data(s, id, NULL);
+    if (st->answered)
+      c->pending -= st->data_len - st->data_off;
+    else if (st->done)
+      c->deferred--;
+    if (st->prev)
+      st->prev->next = st->next;
+    else
+      c->streams = st->next;
+    if (st->next)
+      st->next->prev = st->prev;
+    stream_free(st);
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- answers */
+
+#define NV(n, v, vl, fl)                                                       \
+  ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), (fl)})
+#define NV_STATIC (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
+#define NV_LIT(n, v) NV(n, v, sizeof(v) - 1, NV_STATIC)
+
+static ssize_t read_data(nghttp2_session *s, int32_t id, uint8_t *buf,
+                         size_t len, uint32_t *flags, nghttp2_data_source *src,
+                         void *ud) {
+  h2c *c = ud;
+  stream *st = src->ptr;
+  size_t n = st->data_len - st->data_off;
+  if (n > len)
+    n = len;
+  memcpy(buf, st->data + st->data_off, n);
+  st->data_off += n;
+  c->pending -= n;
+  if (st->data_off == st->data_len) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (st->grpc) {
+      nghttp2_nv t[] = {NV_LIT("grpc-status", "0")};
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      if (nghttp2_submit_trailer(s, id, t, 1) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+  }
+  return (ssize_t)n;
+}
+
+/* submit sends the HEADERS in nv and, when st->data_len > 0, the DATA. */
+static void submit(h2c *c, stream *st, const nghttp2_nv *nv, size_t nnv) {
+  nghttp2_data_provider prd;
+  prd.source.ptr = st;
+  prd.read_callback = read_data;
+  if (nghttp2_submit_response(c->s, st->id, nv, nnv,
+                              st->data_len ? &prd : NULL) != 0)
+    nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->id,
+                              NGHTTP2_INTERNAL_ERROR);
+}
+
+static void answer_grpc(h2c *c, stream *st) {
+  char code[8], text[3 * sizeof st->g.text];
+  nghttp2_nv nv[4];
+  size_t nnv = 0;
+  nv[nnv++] = NV_LIT(":status", "200");
+  nv[nnv++] = NV_LIT("content-type", "application/grpc");
+  if (!st->post) {
+    st->g.status = SF_GRPC_UNIMPLEMENTED;
+    strcpy(st->g.text, "gRPC calls are POST requests");
+  } else if (st->body_over) {
+    st->g.status = SF_GRPC_RESOURCE_EXHAUSTED;
+    strcpy(st->g.text, "request message larger than 4096 bytes");
+  } else {
+    sf__grpc_call(c->w, st->path, st->path_len, st->body, st->body_len, &st->g);
+  }
+  if (st->g.status == SF_GRPC_OK) {
+    st->data = st->g.msg;
+    st->data_len = st->g.msg_len;
+    submit(c, st, nv, nnv);
+    return;
+  }
+  /* Trailers-Only: the status in the one HEADERS frame. */
+  nv[nnv++] = NV("grpc-status", code,
+                 (size_t)snprintf(code, sizeof code, "%d", (int)st->g.status),
+                 NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  nv[nnv++] =
+      NV("grpc-message", text, sf__grpc_message_escape(st->g.text, text),
+         NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  submit(c, st, nv, nnv);
+}
+
+/* answer_body hands the route the stream's buffer for its body. */
+static char *answer_body(void *ctx, size_t max) {
+  stream *st = ctx;
+  if (max <= sizeof st->answer_inline)
+    return st->answer_inline;
+  free(st->answer_heap);
+  st->answer_heap = malloc(max);
+  return st->answer_heap;
+}
+
+static void answer_http(h2c *c, stream *st) {
+  const sf_worker *w = c->w;
+  const char *q = memchr(st->path, '?', st->path_len);
+  char status[4], clen[24], retry[24];
+  nghttp2_nv nv[6];
+  size_t nnv = 0;
+  sf_req r;
+  sf_answer a;
+  r.path = st->path;
+  r.path_len = q ? (size_t)(q - st->path) : st->path_len;
+  r.query = q ? q + 1 : st->path + st->path_len;
+  r.query_len = q ? st->path_len - r.path_len - 1 : 0;
+  r.method = st->method;
+  r.has_body = st->has_body;
+  memset(&a, 0, sizeof a);
+  a.w = c->w;
+  a.body_alloc = answer_body;
+  a.ctx = st;
+  a.ep = SF_EP_OTHER;
+  sf__route(&r, &a);
+  if (a.oom) {
+    nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->id,
+                              NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  sf__ctr_add(&c->w->stats->requests[a.ep][a.st], 1);
+  sf__ctr_add(&c->w->stats->proto_requests[SF_PROTO_H2], 1);
+  snprintf(status, sizeof status, "%03d", sf__st_code[a.st]);
+  nv[nnv++] = NV(":status", status, 3, NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  nv[nnv++] = NV("content-type", a.ctype, strlen(a.ctype), NV_STATIC);
+  nv[nnv++] = NV("content-length", clen,
+                 (size_t)snprintf(clen, sizeof clen, "%zu", a.body_len),
+                 NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  /* w->date is "Date: <value>\r\n". */
+  nv[nnv++] =
+      NV("date", w->date + 6, w->date_len - 8, NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  if (a.retry_after_s > 0)
+    nv[nnv++] = NV("retry-after", retry,
+                   (size_t)snprintf(retry, sizeof retry, "%lld",
+                                    (long long)a.retry_after_s),
+                   NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  if (a.allow)
+    nv[nnv++] = NV("allow", a.allow, strlen(a.allow), NV_STATIC);
+  if (a.body && a.body == st->answer_heap && a.body_len < 4096) {
+    /* A route reserves its most (/metrics: 32 KB); keep what it wrote. */
+    char *b = realloc(st->answer_heap, a.body_len ? a.body_len : 1);
+    if (b)
+      a.body = st->answer_heap = b;
+  }
+  st->data = (const uint8_t *)a.body;
+  st->data_len = st->method == SF_M_HEAD || !a.body ? 0 : a.body_len;
+  submit(c, st, nv, nnv);
+}
+
+static void answer(h2c *c, stream *st) {
+  st->answered = 1;
+  if (st->grpc)
+    answer_grpc(c, st);
+  else
+    answer_http(c, st);
+  c->pending += st->data_len;
+}
+
+/* answer_deferred answers requests that waited, while pending allows;
+ * returns how many. */
+static int answer_deferred(h2c *c) {
+  int n = 0;
+  for (stream *st = c->streams; st && c->pending < SF_H2_OUT_PAUSE;
+       st = st->next)
+    if (st->done && !st->answered) {
+      c->deferred--;
+      answer(c, st);
+      n++;
+    }
+  return n;
+}
+
+/* ---------------------------------------------------------------- session */
+
+/* ctrl_allowed charges one PING, SETTINGS or PRIORITY frame to the
+ * connection's token bucket: 1, or 0 once the peer sends them faster than
+ * SF_H2_CTRL_RATE a second beyond a burst of SF_H2_CTRL_BURST. */
+static int ctrl_allowed(h2c *c) {
+  struct timespec now;
+  double dt;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  dt = (double)(now.tv_sec - c->ctrl_at.tv_sec) +
+       (double)(now.tv_nsec - c->ctrl_at.tv_nsec) / 1e9;
+  c->ctrl_at = now;
+  c->ctrl_tokens += dt * SF_H2_CTRL_RATE;
+  if (c->ctrl_tokens > SF_H2_CTRL_BURST)
+    c->ctrl_tokens = SF_H2_CTRL_BURST;
+  c->ctrl_tokens -= 1;
+  return c->ctrl_tokens >= 0;
+}
+
+static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+  h2c *c = ud;
+  stream *st;
+  switch (f->hd.type) {
+  case NGHTTP2_PING:
+  case NGHTTP2_SETTINGS:
+  case NGHTTP2_PRIORITY:
+    if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && !ctrl_allowed(c))
+      nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
+    return 0;
+  case NGHTTP2_HEADERS:
+  case NGHTTP2_DATA:
+    if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+      return 0;
+    st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (!st || st->done)
+      return 0;
+    st->done = 1;
+    /* Answers wait while SF_H2_OUT_PAUSE bytes of others do (a peer that
+     * holds its flow-control windows shut): pump() answers them later. */
+    if (c->pending < SF_H2_OUT_PAUSE)
+      answer(c, st);
+    else
+      c->deferred++;
+    return 0;
+  default:
+    return 0;
+  }
+}
+
+static nghttp2_session_callbacks *callbacks;
+static nghttp2_option *options;
+static int setup_failed;
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
+
+static void setup(void) {
+  if (nghttp2_session_callbacks_new(&callbacks) ||
+      nghttp2_option_new(&options)) {
+    setup_failed = 1;
+    return;
+  }
+  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks,
+                                                          on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_close);
+  /* nghttp2's defaults, written out: a peer resetting more than 1000
+   * streams in a burst, beyond 33 a second, is sent GOAWAY (rapid reset,
+   * CVE-2023-44487); at most 8 CONTINUATION frames per header block; at
+   * most 1000 control-frame answers queued. */
+  nghttp2_option_set_stream_reset_rate_limit(options, 1000, 33);
+  nghttp2_option_set_max_continuations(options, 8);
+  nghttp2_option_set_max_outbound_ack(options, 1000);
+  nghttp2_option_set_max_settings(options, 32);
+}
+
+static void *h2_conn_new(sf_worker *w) {
+  static const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SF_H2_MAX_STREAMS},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, SF_H2_HEADER_MAX},
+  };
+  h2c *c;
+  pthread_once(&setup_once, setup);
+  if (setup_failed)
+    return NULL;
+  c = malloc(sizeof *c);
+  if (!c)
+    return NULL;
+  c->w = w;
+  c->dead = 0;
+  c->streams = NULL;
+  c->pending = 0;
+  c->deferred = 0;
+  c->ctrl_tokens = SF_H2_CTRL_BURST;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &c->ctrl_at);
+  c->out = c->out_inline;
+  c->out_len = 0;
+  c->out_cap = sizeof c->out_inline;
+  if (nghttp2_session_server_new2(&c->s, callbacks, c, options) != 0) {
+    free(c);
+    return NULL;
+  }
+  if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, settings,
+                              sizeof settings / sizeof settings[0]) != 0) {
+    nghttp2_session_del(c->s);
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+static size_t h2_feed(void *pc, const char *data, size_t len) {
+  h2c *c = pc;
+  ssize_t n;
+  if (c->dead || !nghttp2_session_want_read(c->s))
+    return len; /* closing: input is dropped */
+  if (c->out_len >= SF_H2_OUT_PAUSE)
+    return 0;
+  n = nghttp2_session_mem_recv(c->s, (const uint8_t *)data, len);
+  if (n < 0)
+    c->dead = 1; /* bad preface, flood, out of memory: close now */
+  else
+    pump(c);
+  return len;
+}
+
+static size_t h2_output(void *pc, const char **buf) {
+  h2c *c = pc;
+  if (c->out_len == 0)
+    pump(c); /* what waited for the last write */
+  *buf = c->out;
+  return c->out_len;
+}
+
+static void h2_sent(void *pc) {
+  h2c *c = pc;
+  c->out_len = 0;
+  if (c->out != c->out_inline) {
+    free(c->out);
+    c->out = c->out_inline;
+    c->out_cap = sizeof c->out_inline;
+  }
+}
+
+static int h2_closing(const void *pc) {
+  const h2c *c = pc;
+  return c->dead || (!nghttp2_session_want_read(c->s) &&
+                     !nghttp2_session_want_write(c->s));
+}
+
+static void h2_conn_free(void *pc) {
+  h2c *c = pc;
+  nghttp2_session_del(c->s);
+  while (c->streams) {
+    stream *st = c->streams;
+    c->streams = st->next;
+    stream_free(st);
+  }
+  if (c->out != c->out_inline)
+    free(c->out);
+  free(c);
+}
+
+const sf_proto sf__proto_h2 = {
+    .name = "h2",
+    .conn_new = h2_conn_new,
+    .feed = h2_feed,
+    .output = h2_output,
+    .sent = h2_sent,
+    .closing = h2_closing,
+    .conn_free = h2_conn_free,
+};
