@@ -174,7 +174,7 @@ SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) $(H2_CFLAGS) \
                 -Isrc/server -I$(GEN)
 SERVER_LIBS = $(UV_LIBS) $(H2_LIBS) $(ETCD_LIBS) -lpthread
 
-.PHONY: bench-gen bench-http all run test test-unit test-integration test-ops test-tsan lint format \
+.PHONY: bench-gen bench-http bench-views all run test test-unit test-integration test-ops test-tsan lint format \
         install uninstall clean bench fuzz fuzz-ci fuzz-build soak e2e deps
 
 all: $(LIB_A) $(LIB_SO) $(CLI) $(SERVER) $(BUILD)/snowflake.pc
@@ -313,6 +313,18 @@ BENCH_GEN := $(BUILD)/bench/bench_gen
 $(BENCH_GEN): bench/bench_gen.c $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) -lpthread
+
+BENCH_VIEWS := $(BUILD)/bench/bench_views
+$(BENCH_VIEWS): bench/bench_views.c $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) -lpthread
+
+# The views: ns per ID of each text form in process (bench_views), then
+# /ids?count=10000 through the server in each format against decimal.
+bench-views: $(BENCH_VIEWS) $(SERVER)
+	@sh scripts/deps.sh bench
+	./$(BENCH_VIEWS)
+	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_views.sh
 
 bench-gen: $(BENCH_GEN) $(CLI)
 	./$(BENCH_GEN) --cli ./$(CLI)

@@ -119,6 +119,24 @@ static void generator(mbuf *m, const sf_node *n) {
          sf_gen_machine_id(n->gen));
 }
 
+/* The generator's clock against the end of the layout and the wall clock. */
+static void clock_gauges(mbuf *m, const sf_node *n) {
+  int64_t gen_ns = n->clock(n->clock_ctx);
+  int64_t wall_ns = sf_clock_wall(NULL);
+  int64_t left_ms = sf_layout_end_ms(n->layout) - gen_ns / 1000000;
+  mput(m,
+       "# HELP snowflake_time_left_seconds Seconds until the timestamp runs "
+       "out of bits for this epoch (then no ID is issued).\n"
+       "# TYPE snowflake_time_left_seconds gauge\n"
+       "snowflake_time_left_seconds %.3f\n"
+       "# HELP snowflake_clock_offset_seconds The generator's clock minus the "
+       "wall clock (NTP steps since start under CLOCK=monotonic).\n"
+       "# TYPE snowflake_clock_offset_seconds gauge\n"
+       "snowflake_clock_offset_seconds %.3f\n",
+       (double)(left_ms > 0 ? left_ms : 0) / 1e3,
+       (double)(gen_ns - wall_ns) / 1e9);
+}
+
 static void lease(mbuf *m, const sf_node *n) {
   sf_lease_stats ls;
   if (!n->lease)
@@ -154,6 +172,7 @@ size_t sf__metrics_render(sf_node *n, char *buf, size_t cap, sf_ep self) {
          "IDs minted but dropped by the lease check after minting.", t.dropped);
   requests(&m, &t);
   generator(&m, n);
+  clock_gauges(&m, n);
   metric(&m, "open_connections", "gauge", "Connections open now.",
          (uint64_t)atomic_load_explicit(&n->open_conns, memory_order_relaxed));
   metric(&m, "connections_accepted_total", "counter", "Connections accepted.",

@@ -23,6 +23,7 @@
   X(ID, "id")                                                                  \
   X(IDS, "ids")                                                                \
   X(DECODE, "decode")                                                          \
+  X(BOUNDS, "bounds")                                                          \
   X(METRICS, "metrics")                                                        \
   X(OTHER, "other")
 

@@ -46,6 +46,12 @@ extern const int sf__st_code[SF_ST_COUNT];
  * caller set, the rest zeroed). The caller counts it by a->ep and a->st. */
 void sf__route(const sf_req *r, sf_answer *a);
 
+/* sf__answer_body asks the framing protocol for room for a body of at most
+ * max bytes: a->body, or NULL (a->oom set). */
+char *sf__answer_body(sf_answer *a, size_t max);
+/* sf__answer_error answers st with {"error": msg} into a. */
+void sf__answer_error(sf_answer *a, sf_st st, const char *msg);
+
 /* SF_JSON_ERROR_MAX is the most sf__json_error writes for a message of n
  * bytes. */
 #define SF_JSON_ERROR_MAX(n) (16 + (n)*6)

@@ -1,8 +1,9 @@
 /*
  * routes.c - the endpoints: a static table from path to handler.
  *
- * The server knows nothing of bit layouts: IDs come from sf_gen_next*, and
- * their parts from sf_decode.
+ * The server knows nothing of bit layouts: IDs come from sf__mint, their
+ * parts from sf_decode and their text views from sf_view_encode (views.c
+ * holds /decode, /bounds and the format= parameter).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,11 +13,11 @@
 #include "metrics.h"
 #include "mint.h"
 #include "route.h"
+#include "views.h"
 
 typedef void (*handler_fn)(const sf_req *r, sf_answer *a);
 
-/* body asks the framing protocol for room for max bytes of body. */
-static char *body(sf_answer *a, size_t max) {
+char *sf__answer_body(sf_answer *a, size_t max) {
   a->body = a->body_alloc(a->ctx, max);
   if (!a->body)
     a->oom = 1;
@@ -49,9 +50,8 @@ size_t sf__json_error(char *dst, const char *msg) {
   return (size_t)(p - dst);
 }
 
-/* error answers st with {"error": msg}. */
-static void error(sf_answer *a, sf_st st, const char *msg) {
-  char *b = body(a, SF_JSON_ERROR_MAX(strlen(msg)));
+void sf__answer_error(sf_answer *a, sf_st st, const char *msg) {
+  char *b = sf__answer_body(a, SF_JSON_ERROR_MAX(strlen(msg)));
   if (!b)
     return;
   a->st = st;
@@ -64,7 +64,8 @@ static void error(sf_answer *a, sf_st st, const char *msg) {
 static void mint_error(sf_answer *a, const sf_mint_error *e) {
   if (e->retry_ms > 0)
     a->retry_after_s = (e->retry_ms + 999) / 1000;
-  error(a, e->status == SF_MINT_INTERNAL ? SF_ST_500 : SF_ST_503, e->msg);
+  sf__answer_error(a, e->status == SF_MINT_INTERNAL ? SF_ST_500 : SF_ST_503,
+                   e->msg);
 }
 
 /* ------------------------------------------------------------- handlers */
@@ -77,7 +78,7 @@ static void h_health(const sf_req *r, sf_answer *a) {
     mint_error(a, &e);
     return;
   }
-  b = body(a, 2);
+  b = sf__answer_body(a, 2);
   if (!b)
     return;
   memcpy(b, "ok", 2);
@@ -86,15 +87,18 @@ static void h_health(const sf_req *r, sf_answer *a) {
 
 static void h_id(const sf_req *r, sf_answer *a) {
   sf_mint_error e;
+  sf_format f;
   uint64_t id;
   char *b, *p;
   size_t dl;
-  (void)r;
+  int quoted, view = sf__view_param(r, a, SF_VIEWS_ID, &f, &quoted);
+  if (view < 0)
+    return;
   if (sf__mint(a->w, &id, 1, &e) != 0) {
     mint_error(a, &e);
     return;
   }
-  b = p = body(a, 96);
+  b = p = sf__answer_body(a, 96 + 16 + SF_UUID_BUFSIZE);
   if (!b)
     return;
   SF_PUT(p, "{\"id\": ");
@@ -105,45 +109,33 @@ static void h_id(const sf_req *r, sf_answer *a) {
   p += dl;
   SF_PUT(p, "\", \"machine_id\": ");
   p += sf__u64_dec(p, sf__mint_machine_of(a->w->node, id));
+  if (view) {
+    /* , "<format>": "<view>" */
+    const char *name = sf_format_name(f);
+    SF_PUT(p, ", \"");
+    memcpy(p, name, strlen(name));
+    p += strlen(name);
+    SF_PUT(p, "\": \"");
+    p += sf__view_put(a->w->node, id, f, p);
+    *p++ = '"';
+  }
   *p++ = '}';
   ok(a, "application/json", (size_t)(p - b));
-}
-
-/* param finds name=value in the query: 1 with *val set, or 0. */
-static int param(const sf_req *r, const char *name, const char **val,
-                 size_t *vlen) {
-  size_t nl = strlen(name);
-  const char *q = r->query, *end = r->query + r->query_len;
-  while (q < end) {
-    const char *amp = memchr(q, '&', (size_t)(end - q));
-    const char *stop = amp ? amp : end;
-    if ((size_t)(stop - q) > nl && !memcmp(q, name, nl) && q[nl] == '=') {
-      *val = q + nl + 1;
-      *vlen = (size_t)(stop - q) - nl - 1;
-      return 1;
-    }
-    if ((size_t)(stop - q) == nl && !memcmp(q, name, nl)) {
-      *val = stop;
-      *vlen = 0;
-      return 1;
-    }
-    q = stop + 1;
-  }
-  return 0;
 }
 
 static void h_ids(const sf_req *r, sf_answer *a) {
   sf_node *n = a->w->node;
   const char *v;
   size_t vl, count = 0;
-  int strings = 0;
+  int quoted = 0, view;
+  sf_format f = SF_FORMAT_DEC;
   unsigned max = n->cfg->max_batch;
   sf_mint_error e;
   char msg[96], *b, *p;
 
-  if (!param(r, "count", &v, &vl)) {
+  if (!sf__query_param(r, "count", &v, &vl)) {
     snprintf(msg, sizeof msg, "count is required: an integer in 1..%u", max);
-    error(a, SF_ST_400, msg);
+    sf__answer_error(a, SF_ST_400, msg);
     return;
   }
   for (size_t i = 0; i < vl && count <= max; i++) {
@@ -155,87 +147,34 @@ static void h_ids(const sf_req *r, sf_answer *a) {
   }
   if (count < 1 || count > max || vl == 0) {
     snprintf(msg, sizeof msg, "count must be an integer in 1..%u", max);
-    error(a, SF_ST_400, msg);
+    sf__answer_error(a, SF_ST_400, msg);
     return;
   }
-  if (param(r, "format", &v, &vl)) {
-    if (vl == 6 && !memcmp(v, "string", 6))
-      strings = 1;
-    else if (!(vl == 6 && !memcmp(v, "number", 6))) {
-      error(a, SF_ST_400, "format must be \"number\" or \"string\"");
-      return;
-    }
-  }
+  view = sf__view_param(r, a, SF_VIEWS_IDS, &f, &quoted);
+  if (view < 0)
+    return;
   if (sf__mint(a->w, a->w->ids, count, &e) != 0) {
     mint_error(a, &e);
     return;
   }
-  b = p = body(a, 64 + count * (SF_ID_BUFSIZE + 4));
+  b = p = sf__answer_body(a, 64 + count * (SF_UUID_BUFSIZE + 4));
   if (!b)
     return;
   SF_PUT(p, "{\"ids\": [");
   for (size_t i = 0; i < count; i++) {
     if (i)
       SF_PUT(p, ", ");
-    if (strings)
+    if (quoted)
       *p++ = '"';
-    p += sf__u64_dec(p, a->w->ids[i]);
-    if (strings)
+    if (f == SF_FORMAT_DEC)
+      p += sf__u64_dec(p, a->w->ids[i]);
+    else
+      p += sf__view_put(n, a->w->ids[i], f, p);
+    if (quoted)
       *p++ = '"';
   }
   SF_PUT(p, "], \"machine_id\": ");
   p += sf__u64_dec(p, sf__mint_machine_of(n, a->w->ids[0]));
-  *p++ = '}';
-  ok(a, "application/json", (size_t)(p - b));
-}
-
-static void h_decode(const sf_req *r, sf_answer *a) {
-  sf_node *n = a->w->node;
-  const char *s = r->path + 8; /* after "/decode/" */
-  size_t len = r->path_len - 8;
-  uint64_t id;
-  sf_parts parts;
-  char t[SF_TIME_BUFSIZE], *b, *p;
-  int rc, tl;
-
-  if (len == 0) {
-    error(a, SF_ST_400, "missing id: use /decode/<decimal id>");
-    return;
-  }
-  rc = sf_parse(s, len, SF_FORMAT_DEC, &id);
-  if (rc == SF_ERANGE) {
-    error(a, SF_ST_400, "id is larger than 9223372036854775807");
-    return;
-  }
-  if (rc != 0) {
-    error(a, SF_ST_400, "id must be a decimal integer (digits 0-9 only)");
-    return;
-  }
-  if (sf_decode(n->layout, id, &parts) != 0) {
-    error(a, SF_ST_400, "id cannot be decoded");
-    return;
-  }
-  tl = sf_format_time(parts.unix_ms, t, sizeof t);
-  if (tl < 0) {
-    error(a, SF_ST_400, "id's time is outside the years 1970..9999");
-    return;
-  }
-  b = p = body(a, 256);
-  if (!b)
-    return;
-  SF_PUT(p, "{\"id\": ");
-  p += sf__u64_dec(p, id);
-  SF_PUT(p, ", \"id_str\": \"");
-  p += sf__u64_dec(p, id);
-  SF_PUT(p, "\", \"timestamp_ms\": ");
-  p += sf__u64_dec(p, (uint64_t)parts.unix_ms);
-  SF_PUT(p, ", \"time\": \"");
-  memcpy(p, t, (size_t)tl);
-  p += tl;
-  SF_PUT(p, "\", \"machine_id\": ");
-  p += sf__u64_dec(p, parts.machine_id);
-  SF_PUT(p, ", \"sequence\": ");
-  p += sf__u64_dec(p, parts.sequence);
   *p++ = '}';
   ok(a, "application/json", (size_t)(p - b));
 }
@@ -247,7 +186,7 @@ static void h_metrics(const sf_req *r, sf_answer *a) {
   char *b;
   size_t len;
   (void)r;
-  b = body(a, SF_METRICS_MAX);
+  b = sf__answer_body(a, SF_METRICS_MAX);
   if (!b)
     return;
   /* This scrape is answered below, after it is counted. */
@@ -271,7 +210,8 @@ static const route routes[] = {
     R("/id", 0, SF_EP_ID, h_id),
     R("/ids", 0, SF_EP_IDS, h_ids),
     R("/health", 0, SF_EP_HEALTH, h_health),
-    R("/decode/", 1, SF_EP_DECODE, h_decode),
+    R("/decode/", 1, SF_EP_DECODE, sf__h_decode),
+    R("/bounds", 0, SF_EP_BOUNDS, sf__h_bounds),
     R("/metrics", 0, SF_EP_METRICS, h_metrics),
 };
 
@@ -287,17 +227,17 @@ void sf__route(const sf_req *r, sf_answer *a) {
     }
   }
   if (!rt) {
-    error(a, SF_ST_404, "no such endpoint");
+    sf__answer_error(a, SF_ST_404, "no such endpoint");
     return;
   }
   a->ep = rt->ep;
   if (r->method != SF_M_GET && r->method != SF_M_HEAD) {
     a->allow = "GET, HEAD";
-    error(a, SF_ST_405, "only GET and HEAD are allowed");
+    sf__answer_error(a, SF_ST_405, "only GET and HEAD are allowed");
     return;
   }
   if (r->has_body) {
-    error(a, SF_ST_400, "a request body is not accepted");
+    sf__answer_error(a, SF_ST_400, "a request body is not accepted");
     return;
   }
   rt->fn(r, a);

@@ -62,7 +62,7 @@ def test_ids_batch_numbers_and_strings(node):
 
 @pytest.mark.parametrize("query", [
     "", "?count=", "?count=0", "?count=5001", "?count=-1", "?count=1x",
-    "?count=99999999999999999999999", "?count=2&format=hex"])
+    "?count=99999999999999999999999", "?count=2&format=octal"])
 def test_ids_bad_params_400(node, query):
     st, h, body = node.get("/ids" + query)
     assert st == 400
