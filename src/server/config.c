@@ -87,9 +87,12 @@ static const opt opts[] = {
     {"ETCD_PREFIX", "--etcd-prefix", p_str, FIELD(etcd_prefix), 0,
      SF_LEASE_PREFIX_MAX, SF_LEASE_DEFAULT_PREFIX,
      "etcd key prefix (" SF_LEASE_DEFAULT_PREFIX ")"},
-    {"ETCD_LEASE_TTL", "--etcd-lease-ttl", p_int, FIELD(etcd_lease_ttl), 1,
-     SF_LEASE_MAX_TTL_S, SF_LEASE_DEFAULT_TTL_STR,
+    {"ETCD_LEASE_TTL", "--etcd-lease-ttl", p_int, FIELD(etcd_lease_ttl),
+     SF_LEASE_MIN_TTL_S, SF_LEASE_MAX_TTL_S, SF_LEASE_DEFAULT_TTL_STR,
      "etcd lease TTL in seconds (" SF_LEASE_DEFAULT_TTL_STR ")"},
+    {"ETCD_MARK_LEAP_MS", "--etcd-mark-leap-ms", p_int,
+     FIELD(etcd_mark_leap_ms), 0, SF_LEASE_MAX_LEAP_MS, "0",
+     "how far ahead the handover mark is written (0: one TTL)"},
 };
 
 #define O_COUNT (sizeof opts / sizeof opts[0])
@@ -221,7 +224,7 @@ static int p_machine_id(const opt *o, const char *v, const char *src,
     if (!in->with_etcd) {
       snprintf(err, errlen,
                "%s=auto needs etcd support, which is not built in "
-               "(build with libcurl and jansson)",
+               "(build with jansson, WITH_ETCD=1)",
                src);
       return -1;
     }

@@ -53,6 +53,7 @@ typedef struct sf_srv_config {
   char etcd_endpoints[SF_SRV_STR_MAX];
   char etcd_prefix[SF_SRV_STR_MAX];
   int etcd_lease_ttl;
+  int64_t etcd_mark_leap_ms; /* 0: one TTL */
 } sf_srv_config;
 
 typedef struct sf_config_input {

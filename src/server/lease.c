@@ -1,158 +1,78 @@
 /*
- * lease.c - machine ids leased from etcd through its v3 JSON gateway.
+ * lease.c - the machine-id lease's state machine and keepalive thread, on
+ * an etcd operations table (etcd.h: the real client, or a fake in tests).
  *
- * Protocol (etcd 3.4 serves the gateway under /v3/; keys and values are
- * base64 in JSON, 64-bit integers are JSON strings):
+ * Claim: grant a lease; scan the prefix (ids held, marks stored); try the
+ * free ids in order - first those whose mark is not ahead of our clock,
+ * lowest id first, then the rest, lowest mark first - until a claim
+ * transaction wins. The claim returns the id's stored mark M. Write the
+ * first mark of our own (max(now, M) + leap, fenced) and publish. (Why
+ * this order, and the lease's deadline: lease.h.)
  *
- *   claim:     POST /v3/lease/grant {TTL}            -> lease ID, TTL
- *              POST /v3/kv/range   {prefix, keys_only} -> ids taken
- *              POST /v3/kv/txn     create_revision(key) == 0 ->
- *                                  put key = {host, pid, started} w/ lease
- *              the lowest id whose txn succeeds is ours.
- *   keepalive: POST /v3/lease/keepalive {ID} every TTL/3; a result without
- *              a TTL means etcd no longer knows the lease.
- *   stop:      POST /v3/lease/revoke {ID}: the key goes with the lease.
+ * The floor, exactly: every holder issues only IDs whose unix ms is below
+ * the mark it has stored (sf_lease_snap.mark_ms is strict), and each mark
+ * it stores is at least the last. So every ID an earlier holder issued has
+ * a unix ms <= M - 1, where M is the mark our claim read. We publish
+ * floor_ms = M - 1 ("IDs at or below it may exist"), and issue only above
+ * it, i.e. at M or later. M = 0 (no mark yet): floor 0, none.
  *
- * Safety: the id may be used until (start of the last successful renewal
- * request) + TTL - margin, margin = max(1 s, TTL/5). etcd starts its own
- * TTL count no earlier than it receives the request, so our deadline falls
- * before etcd's expiry as long as the two clocks' rates differ by less than
- * margin/TTL. The deadline lives in an atomic and sf__lease_machine_id()
- * compares it with the clock on every call: a keepalive thread that stalls
- * cannot extend it.
- *
- * Threads: sf__lease_start() and sf__lease_stop() use a curl handle of
- * their own; the keepalive thread has its own. Only the keepalive thread
- * writes the id/deadline pair after start.
+ * Publishing: the keepalive thread is the only writer after start (start
+ * and stop write while it is not running). The published fields (id,
+ * generation, floor, mark, deadline) are written under a seqlock, so a
+ * reader always gets a set that belongs together.
  */
 #include "lease.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <string.h>
-
-#if SF_WITH_ETCD
-
-#include <curl/curl.h>
-#include <dlfcn.h>
-#include <errno.h>
-#include <jansson.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_ENDPOINTS 16
-#define MAX_RESPONSE (8u << 20) /* a range over 2^20 keys fits easily */
+#include "etcd.h"
+
+#define RETRY_MS 250 /* between failed attempts */
 
 struct sf_lease {
-  /* configuration, immutable after start */
-  char *endpoints_buf;
-  char *endpoints[MAX_ENDPOINTS];
-  int n_endpoints;
-  char *prefix;
-  int ttl_req_s; /* the TTL asked for */
+  /* immutable after start */
+  const sf_etcd_ops *ops;
+  void *etcd;
+  sf_etcd *owned; /* the real client, when ops was not given */
+  int ttl_req_s;
   uint64_t max_id;
-  int64_t last_id;     /* the id last claimed; keepalive thread only */
-  char value_b64[512]; /* the key's value: who holds it, base64 */
+  int64_t leap_ms; /* 0: one TTL as granted */
+  sf_clock_fn clock;
+  void *clock_ctx;
+
+  /* the keepalive thread's (start's and stop's while it is not running) */
+  int64_t held_id; /* the id last claimed, -1 */
+  int64_t held_floor, held_mark;
+  int64_t mark_retry_ns; /* no mark write before this after a failure */
+
+  /* published under the seqlock */
+  _Atomic uint64_t seq; /* odd while a write is in progress */
+  _Atomic int64_t id, floor_ms, mark_ms, deadline_ns;
+  _Atomic uint64_t gen;
 
   /* read by any thread */
-  _Atomic int64_t machine_id;  /* -1 when none */
-  _Atomic int64_t deadline_ns; /* clock ns after which the id is unsafe */
-  _Atomic uint64_t generation; /* bumped by every publish() */
-  _Atomic int state;           /* sf_lease_state */
+  _Atomic int state; /* sf_lease_state */
   _Atomic int64_t lease_id;
   _Atomic int ttl_s; /* as granted by etcd */
   _Atomic uint64_t acquisitions, renewals, renew_errors, losses;
-  atomic_bool stopping;
+  _Atomic uint64_t mark_writes, mark_errors;
+  atomic_bool stopping, kicked;
 
-  /* keepalive thread */
+  int wake_fd; /* eventfd: sf__lease_kick and sf__lease_stop */
   pthread_t thread;
   bool thread_started;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
 };
-
-/* One HTTP client: a curl handle plus the endpoint it last reached. */
-typedef struct conn {
-  CURL *h;
-  sf_lease *l;
-  int ep; /* index of the endpoint to try first */
-  long timeout_ms;
-  char *buf;
-  size_t len, cap;
-  bool overflow;
-} conn;
-
-/* ------------------------------------------------ libcurl, at run time */
-
-/* libcurl is loaded by sf__lease_start(), not linked: its TLS, GSSAPI and
- * LDAP dependencies cost every snowflaked about 6 MB of RSS at start, and
- * only MACHINE_ID=auto needs them. <curl/curl.h> stays a build dependency
- * and types the table, so each entry has libcurl's own prototype. The
- * library is never unloaded (libcurl does not support it, and the
- * keepalive threads of any lease use it). */
-static struct {
-  __typeof__(curl_global_init) *global_init;
-  __typeof__(curl_easy_init) *easy_init;
-  __typeof__(curl_easy_setopt) *easy_setopt;
-  __typeof__(curl_easy_perform) *easy_perform;
-  __typeof__(curl_easy_getinfo) *easy_getinfo;
-  __typeof__(curl_easy_strerror) *easy_strerror;
-  __typeof__(curl_easy_cleanup) *easy_cleanup;
-  __typeof__(curl_slist_append) *slist_append;
-  __typeof__(curl_slist_free_all) *slist_free_all;
-} cu;
-
-#define CURL_LIB "libcurl.so.4"
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static char curl_error[512]; /* empty once libcurl is loaded and ready */
-
-/* curl_load_once opens libcurl, resolves the table and runs
- * curl_global_init; on failure curl_error says why. */
-static void curl_load_once(void) {
-  void *h = dlopen(CURL_LIB, RTLD_NOW | RTLD_LOCAL);
-  if (!h) {
-    snprintf(curl_error, sizeof curl_error,
-             "etcd support needs " CURL_LIB " (Debian package libcurl4): %s",
-             dlerror());
-    return;
-  }
-  static const struct {
-    const char *name;
-    size_t off;
-  } syms[] = {
-#define SYM(f) {"curl_" #f, offsetof(__typeof__(cu), f)}
-      SYM(global_init),  SYM(easy_init),    SYM(easy_setopt),
-      SYM(easy_perform), SYM(easy_getinfo), SYM(easy_strerror),
-      SYM(easy_cleanup), SYM(slist_append), SYM(slist_free_all),
-#undef SYM
-  };
-  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
-    void *f = dlsym(h, syms[i].name);
-    if (!f) {
-      snprintf(curl_error, sizeof curl_error,
-               "etcd support needs " CURL_LIB " (Debian package libcurl4): %s",
-               dlerror());
-      return;
-    }
-    /* POSIX guarantees that a dlsym() result converts to a function
-     * pointer; every entry of cu is one, so copy the pointer's bytes. */
-    _Static_assert(sizeof f == sizeof cu.easy_init, "function pointer size");
-    memcpy((char *)&cu + syms[i].off, &f, sizeof f);
-  }
-  CURLcode rc = cu.global_init(CURL_GLOBAL_DEFAULT);
-  if (rc != CURLE_OK) {
-    snprintf(curl_error, sizeof curl_error, "curl_global_init failed: %s",
-             cu.easy_strerror(rc));
-    return;
-  }
-}
-
-/* ------------------------------------------------------------- clocks */
 
 /* CLOCK_BOOTTIME is CLOCK_MONOTONIC that keeps counting while the machine
  * is suspended: etcd's lease keeps expiring during our suspend, so our
@@ -175,745 +95,457 @@ static int64_t margin_ns(int ttl_s) {
   return m < 1000000000 ? 1000000000 : m;
 }
 
-/* ------------------------------------------------------------- base64 */
-
-static const char b64chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* b64_encode writes the base64 of src[0..n) and a NUL into dst (at least
- * 4 * ((n + 2) / 3) + 1 bytes). */
-static void b64_encode(const unsigned char *src, size_t n, char *dst) {
-  size_t i = 0;
-  for (; i + 2 < n; i += 3) {
-    uint32_t v =
-        (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
-    *dst++ = b64chars[v >> 18];
-    *dst++ = b64chars[(v >> 12) & 63];
-    *dst++ = b64chars[(v >> 6) & 63];
-    *dst++ = b64chars[v & 63];
-  }
-  if (i < n) {
-    uint32_t v = (uint32_t)src[i] << 16;
-    if (i + 1 < n)
-      v |= (uint32_t)src[i + 1] << 8;
-    *dst++ = b64chars[v >> 18];
-    *dst++ = b64chars[(v >> 12) & 63];
-    *dst++ = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-    *dst++ = '=';
-  }
-  *dst = '\0';
+/* gen_ms is the generator's clock in unix ms: the time IDs carry. */
+static int64_t gen_ms(const sf_lease *l) {
+  return l->clock(l->clock_ctx) / 1000000;
 }
 
-static int b64_val(char c) {
-  const char *p = c ? strchr(b64chars, c) : NULL;
-  return p ? (int)(p - b64chars) : -1;
+static int64_t leap_ms(const sf_lease *l) {
+  return l->leap_ms ? l->leap_ms : (int64_t)atomic_load(&l->ttl_s) * 1000;
 }
 
-/* b64_decode decodes src into dst (cap bytes); returns the length or -1. */
-static long b64_decode(const char *src, unsigned char *dst, size_t cap) {
-  size_t out = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (; *src && *src != '='; src++) {
-    int v = b64_val(*src);
-    if (v < 0)
-      return -1;
-    acc = acc << 6 | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      if (out == cap)
-        return -1;
-      dst[out++] = (unsigned char)(acc >> bits);
+/* pub writes the published fields; new_gen moves the generation (a new
+ * id, a loss, an id taken back), otherwise the same lease goes on. */
+static void pub(sf_lease *l, int64_t id, int64_t floor, int64_t mark,
+                int64_t deadline, bool new_gen) {
+  uint64_t s = atomic_load_explicit(&l->seq, memory_order_relaxed);
+  atomic_store_explicit(&l->seq, s + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  atomic_store_explicit(&l->id, id, memory_order_relaxed);
+  atomic_store_explicit(&l->floor_ms, floor, memory_order_relaxed);
+  atomic_store_explicit(&l->mark_ms, mark, memory_order_relaxed);
+  atomic_store_explicit(&l->deadline_ns, deadline, memory_order_relaxed);
+  if (new_gen)
+    atomic_fetch_add_explicit(&l->gen, 1, memory_order_relaxed);
+  atomic_store_explicit(&l->seq, s + 2, memory_order_release);
+  if (new_gen)
+    atomic_store(&l->state, id >= 0 ? SF_LEASE_HELD : SF_LEASE_LOST);
+}
+
+typedef struct view {
+  int64_t id, floor, mark, deadline;
+  uint64_t gen;
+} view;
+
+static void read_view(sf_lease *l, view *v) {
+  for (unsigned tries = 0;; tries++) {
+    uint64_t s = atomic_load_explicit(&l->seq, memory_order_acquire);
+    if (!(s & 1)) {
+      v->id = atomic_load_explicit(&l->id, memory_order_relaxed);
+      v->floor = atomic_load_explicit(&l->floor_ms, memory_order_relaxed);
+      v->mark = atomic_load_explicit(&l->mark_ms, memory_order_relaxed);
+      v->deadline = atomic_load_explicit(&l->deadline_ns, memory_order_relaxed);
+      v->gen = atomic_load_explicit(&l->gen, memory_order_relaxed);
+      atomic_thread_fence(memory_order_acquire);
+      if (atomic_load_explicit(&l->seq, memory_order_relaxed) == s)
+        return;
     }
+    if (tries > 16)
+      sched_yield(); /* the writer was preempted mid-write */
   }
-  return (long)out;
 }
 
-/* key_b64 writes base64(prefix + id) into dst (256 bytes). */
-static void key_b64(const sf_lease *l, uint64_t id, char *dst) {
-  char key[160];
-  int n =
-      snprintf(key, sizeof key, "%s%llu", l->prefix, (unsigned long long)id);
-  b64_encode((const unsigned char *)key, (size_t)n, dst);
-}
-
-/* ---------------------------------------------------------------- HTTP */
-
-static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
-  conn *c = ud;
-  size_t n = size * nmemb;
-  if (c->len + n + 1 > c->cap) {
-    size_t cap = c->cap ? c->cap : 4096;
-    while (cap < c->len + n + 1)
-      cap *= 2;
-    if (cap > MAX_RESPONSE) {
-      c->overflow = true;
-      return 0;
-    }
-    char *b = realloc(c->buf, cap);
-    if (!b)
-      return 0;
-    c->buf = b;
-    c->cap = cap;
-  }
-  memcpy(c->buf + c->len, p, n);
-  c->len += n;
-  c->buf[c->len] = '\0';
-  return n;
-}
-
-/* Aborts a transfer in flight when sf__lease_stop() runs. */
-static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut,
-                       curl_off_t un) {
-  (void)dt, (void)dn, (void)ut, (void)un;
-  const conn *c = ud;
-  return atomic_load(&c->l->stopping) ? 1 : 0;
-}
-
-static int conn_init(conn *c, sf_lease *l, bool abortable) {
-  memset(c, 0, sizeof *c);
-  c->l = l;
-  c->h = cu.easy_init();
-  if (!c->h)
-    return -1;
-  /* Each request gets about a third of the TTL, so a dead endpoint still
-   * leaves time to try the next one before the id's deadline. */
-  long t = (long)l->ttl_req_s * 1000 / 3;
-  c->timeout_ms = t < 300 ? 300 : t > 3000 ? 3000 : t;
-  cu.easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
-  cu.easy_setopt(c->h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-  cu.easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT_MS,
-                 c->timeout_ms < 1000 ? c->timeout_ms : 1000L);
-  cu.easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_body);
-  cu.easy_setopt(c->h, CURLOPT_WRITEDATA, c);
-  cu.easy_setopt(c->h, CURLOPT_POST, 1L);
-  cu.easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, "http,https");
-  if (abortable) {
-    cu.easy_setopt(c->h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    cu.easy_setopt(c->h, CURLOPT_XFERINFODATA, c);
-    cu.easy_setopt(c->h, CURLOPT_NOPROGRESS, 0L);
-  }
-  return 0;
-}
-
-static void conn_free(conn *c) {
-  if (c->h)
-    cu.easy_cleanup(c->h);
-  free(c->buf);
-  memset(c, 0, sizeof *c);
-}
-
-enum { HTTP_OK = 0, HTTP_UNREACHABLE = -1, HTTP_REFUSED = -2 };
-
-/* post sends body (consumed) to path on the first endpoint that answers.
- * Returns HTTP_OK with *resp set, HTTP_REFUSED when etcd answered with an
- * error (message in err), or HTTP_UNREACHABLE when no endpoint answered. */
-static int post(conn *c, const char *path, json_t *body, json_t **resp,
-                char *err, size_t errlen) {
-  *resp = NULL;
-  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-  json_decref(body);
-  if (!text) {
-    snprintf(err, errlen, "out of memory");
-    return HTTP_UNREACHABLE;
-  }
-  struct curl_slist *hdr =
-      cu.slist_append(NULL, "Content-Type: application/json");
-  cu.easy_setopt(c->h, CURLOPT_HTTPHEADER, hdr);
-  cu.easy_setopt(c->h, CURLOPT_POSTFIELDS, text);
-  int rc = HTTP_UNREACHABLE;
-  snprintf(err, errlen, "no endpoint tried");
-  for (int i = 0; i < c->l->n_endpoints && !atomic_load(&c->l->stopping); i++) {
-    const char *ep = c->l->endpoints[c->ep];
-    char url[512];
-    snprintf(url, sizeof url, "%s%s", ep, path);
-    cu.easy_setopt(c->h, CURLOPT_URL, url);
-    c->len = 0;
-    c->overflow = false;
-    CURLcode cr = cu.easy_perform(c->h);
-    long status = 0;
-    cu.easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
-    if (cr != CURLE_OK || status == 0 || status >= 500) {
-      if (cr != CURLE_OK)
-        snprintf(err, errlen, "%s: %s", ep,
-                 c->overflow ? "response too large" : cu.easy_strerror(cr));
-      else
-        snprintf(err, errlen, "%s: HTTP %ld", ep, status);
-      c->ep = (c->ep + 1) % c->l->n_endpoints;
-      continue;
-    }
-    json_error_t je;
-    json_t *j = json_loadb(c->buf ? c->buf : "", c->len, 0, &je);
-    if (!j || !json_is_object(j)) {
-      snprintf(err, errlen, "%s%s: HTTP %ld, not a JSON object: %s", ep, path,
-               status, je.text);
-      json_decref(j);
-      c->ep = (c->ep + 1) % c->l->n_endpoints;
-      continue;
-    }
-    if (status != 200) {
-      const char *m = json_string_value(json_object_get(j, "message"));
-      snprintf(err, errlen, "%s%s: HTTP %ld: %s", ep, path, status,
-               m ? m : "error");
-      json_decref(j);
-      rc = HTTP_REFUSED;
-      break;
-    }
-    *resp = j;
-    rc = HTTP_OK;
-    break;
-  }
-  cu.easy_setopt(c->h, CURLOPT_POSTFIELDS, NULL);
-  cu.easy_setopt(c->h, CURLOPT_HTTPHEADER, NULL);
-  cu.slist_free_all(hdr);
-  free(text);
-  return rc;
-}
-
-/* get_i64 reads an int64 that the gateway sends as a string (or a number);
- * absent or malformed reads as 0. */
-static int64_t get_i64(const json_t *o, const char *name) {
-  const json_t *v = json_object_get(o, name);
-  if (json_is_integer(v))
-    return (int64_t)json_integer_value(v);
-  const char *s = json_string_value(v);
-  if (!s)
-    return 0;
-  char *end;
-  errno = 0;
-  long long x = strtoll(s, &end, 10);
-  return (errno || *end || end == s) ? 0 : (int64_t)x;
-}
-
-static json_t *i64_json(int64_t v) {
-  char b[24];
-  snprintf(b, sizeof b, "%lld", (long long)v);
-  return json_string(b);
-}
-
-/* ------------------------------------------------------------ etcd ops */
-
-/* grant asks for a lease; on success *id and *ttl_s are set and *t0 is the
- * clock at the request's start. */
-static int grant(conn *c, int64_t *id, int *ttl_s, int64_t *t0, char *err,
-                 size_t errlen) {
-  json_t *resp;
-  *t0 = now_ns();
-  int rc = post(c, "/v3/lease/grant",
-                json_pack("{s:I}", "TTL", (json_int_t)c->l->ttl_req_s), &resp,
-                err, errlen);
-  if (rc != HTTP_OK)
-    return rc;
-  *id = get_i64(resp, "ID");
-  *ttl_s = (int)get_i64(resp, "TTL");
-  const char *e = json_string_value(json_object_get(resp, "error"));
-  if (*id == 0 || *ttl_s <= 0 || (e && *e)) {
-    snprintf(err, errlen, "lease grant refused: %s", e && *e ? e : "no ID");
-    json_decref(resp);
-    return HTTP_REFUSED;
-  }
-  json_decref(resp);
-  return HTTP_OK;
-}
-
-/* keepalive renews lease id once: *ttl_s is the TTL etcd restarted (0 when
- * etcd no longer knows the lease). */
-static int keepalive(conn *c, int64_t id, int *ttl_s, char *err,
-                     size_t errlen) {
-  json_t *resp;
-  int rc = post(c, "/v3/lease/keepalive",
-                json_pack("{s:o}", "ID", i64_json(id)), &resp, err, errlen);
-  if (rc != HTTP_OK)
-    return rc;
-  /* The gateway streams: {"result":{...}} or {"error":{...}}. */
-  const json_t *r = json_object_get(resp, "result");
-  if (!json_is_object(r)) {
-    snprintf(err, errlen, "keepalive: no result in the answer");
-    json_decref(resp);
-    return HTTP_REFUSED;
-  }
-  *ttl_s = (int)get_i64(r, "TTL");
-  json_decref(resp);
-  return HTTP_OK;
-}
-
-static void lease_revoke(conn *c, int64_t id) {
-  json_t *resp;
-  char err[256];
-  if (post(c, "/v3/lease/revoke", json_pack("{s:o}", "ID", i64_json(id)), &resp,
-           err, sizeof err) == HTTP_OK)
-    json_decref(resp);
-}
-
-/* prefix_end is the range end of every key that starts with p: p with its
- * last byte incremented (bytes 0xff are dropped first). */
-static size_t prefix_end(const char *p, unsigned char *out) {
-  size_t n = strlen(p);
-  memcpy(out, p, n);
-  while (n > 0 && out[n - 1] == 0xff)
-    n--;
-  if (n > 0)
-    out[n - 1]++;
-  return n;
-}
-
-/* taken marks in bits[] the ids that have a key under the prefix. */
-static int taken_ids(conn *c, unsigned char *bits, char *err, size_t errlen) {
-  char k[256], e[256];
-  unsigned char end[160] = {0};
-  size_t plen = strlen(c->l->prefix);
-  b64_encode((const unsigned char *)c->l->prefix, plen, k);
-  size_t elen = prefix_end(c->l->prefix, end);
-  b64_encode(end, elen, e);
-  json_t *resp;
-  int rc =
-      post(c, "/v3/kv/range",
-           json_pack("{s:s,s:s,s:b}", "key", k, "range_end", e, "keys_only", 1),
-           &resp, err, errlen);
-  if (rc != HTTP_OK)
-    return rc;
-  size_t i;
-  const json_t *kv;
-  json_array_foreach(json_object_get(resp, "kvs"), i, kv) {
-    const char *kb = json_string_value(json_object_get(kv, "key"));
-    unsigned char key[160];
-    long n = kb ? b64_decode(kb, key, sizeof key - 1) : -1;
-    if (n <= (long)plen || memcmp(key, c->l->prefix, plen) != 0)
-      continue;
-    key[n] = '\0';
-    const char *d = (const char *)key + plen;
-    if (strspn(d, "0123456789") != strlen(d) || strlen(d) > 9)
-      continue; /* not one of ours */
-    unsigned long long id = strtoull(d, NULL, 10);
-    if (id <= c->l->max_id)
-      bits[id / 8] |= (unsigned char)(1u << (id % 8));
-  }
-  json_decref(resp);
-  return HTTP_OK;
-}
-
-/* try_put creates prefix+id bound to lease unless the key exists; returns
- * HTTP_OK with *won set. */
-static int try_put(conn *c, uint64_t id, int64_t lease, bool *won, char *err,
-                   size_t errlen) {
-  char k[256];
-  key_b64(c->l, id, k);
-  json_t *body =
-      json_pack("{s:[{s:s,s:s,s:s,s:s}],s:[{s:{s:s,s:s,s:o}}]}", "compare",
-                "target", "CREATE", "result", "EQUAL", "key", k,
-                "create_revision", "0", "success", "request_put", "key", k,
-                "value", c->l->value_b64, "lease", i64_json(lease));
-  json_t *resp;
-  int rc = post(c, "/v3/kv/txn", body, &resp, err, errlen);
-  if (rc != HTTP_OK)
-    return rc;
-  *won = json_is_true(json_object_get(resp, "succeeded"));
-  json_decref(resp);
-  return HTTP_OK;
-}
-
-/* key_owner reads the lease that prefix+id is bound to (0 when no key). */
-static int key_owner(conn *c, uint64_t id, int64_t *lease, char *err,
-                     size_t errlen) {
-  char k[256];
-  key_b64(c->l, id, k);
-  json_t *resp;
-  int rc =
-      post(c, "/v3/kv/range", json_pack("{s:s,s:b}", "key", k, "keys_only", 1),
-           &resp, err, errlen);
-  if (rc != HTTP_OK)
-    return rc;
-  *lease = get_i64(json_array_get(json_object_get(resp, "kvs"), 0), "lease");
-  json_decref(resp);
-  return HTTP_OK;
-}
-
-/* publish makes id usable until deadline. The deadline is cleared first so
- * that a reader never pairs a new id with an old deadline or the reverse;
- * the generation moves while the deadline is 0, so a reader that sees the
- * same deadline on both sides of its reads also sees the generation that
- * goes with the id (sf__lease_machine_id). Every change of the id, a loss
- * included, comes through here; a renewal that keeps the lease only stores
- * a later deadline and keeps the generation. */
-static void publish(sf_lease *l, int64_t id, int64_t deadline) {
-  atomic_store(&l->deadline_ns, 0);
-  atomic_store(&l->machine_id, id);
-  atomic_fetch_add(&l->generation, 1);
-  atomic_store(&l->deadline_ns, deadline);
-  atomic_store(&l->state, id >= 0 ? SF_LEASE_HELD : SF_LEASE_LOST);
+/* deadline_after is when an id renewed at t0 for ttl seconds stops being
+ * safe. */
+static int64_t deadline_after(int64_t t0, int ttl) {
+  return t0 + (int64_t)ttl * 1000000000 - margin_ns(ttl);
 }
 
 enum { CLAIM_OK = 0, CLAIM_RETRY = -1, CLAIM_FULL = -2 };
 
-/* claim grants a new lease and takes the lowest free id under it. */
-static int claim(conn *c, char *err, size_t errlen) {
-  sf_lease *l = c->l;
-  int64_t lease, t0;
-  int ttl;
-  if (grant(c, &lease, &ttl, &t0, err, errlen) != HTTP_OK)
-    return CLAIM_RETRY;
-  size_t nbytes = (size_t)(l->max_id / 8 + 1);
-  unsigned char *bits = calloc(nbytes, 1);
-  if (!bits) {
-    snprintf(err, errlen, "out of memory");
-    lease_revoke(c, lease);
-    return CLAIM_RETRY;
-  }
-  int rc = taken_ids(c, bits, err, errlen);
-  for (uint64_t id = 0; rc == HTTP_OK && id <= l->max_id; id++) {
-    if (bits[id / 8] & (1u << (id % 8)))
+typedef struct cand {
+  uint32_t id;
+  int64_t ahead; /* the mark when it is ahead of our clock, else -1 */
+} cand;
+
+static int cand_cmp(const void *a_, const void *b_) {
+  const cand *a = a_, *b = b_;
+  if (a->ahead != b->ahead)
+    return a->ahead < b->ahead ? -1 : 1;
+  return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* candidates lists the free ids in the order they are tried (see the top
+ * of the file): the count, or -1 when out of memory. */
+static long candidates(sf_lease *l, const sf_etcd_ids *ids, cand **out) {
+  cand *c = malloc(sizeof *c * (size_t)(l->max_id + 1));
+  if (!c)
+    return -1;
+  int64_t now = gen_ms(l);
+  long n = 0;
+  for (uint64_t id = 0; id <= l->max_id; id++) {
+    if (ids->taken[id / 8] & (1u << (id % 8)))
       continue;
+    c[n].id = (uint32_t)id;
+    c[n].ahead = ids->mark[id] > now ? ids->mark[id] : -1;
+    n++;
+  }
+  qsort(c, (size_t)n, sizeof *c, cand_cmp);
+  *out = c;
+  return n;
+}
+
+/* first_mark stores the first mark of the holder of id (claimed with the
+ * stored mark stored) and publishes the id under a new generation. */
+static void first_mark(sf_lease *l, uint64_t id, int64_t lease, int ttl,
+                       int64_t t0, int64_t stored) {
+  char err[256];
+  int64_t floor = stored > 0 ? stored - 1 : 0;
+  int64_t now = gen_ms(l), mark = (now > stored ? now : stored) + leap_ms(l);
+  bool won = false;
+  int rc = l->ops->put_mark(l->etcd, id, lease, mark, &won, err, sizeof err);
+  if (rc == SF_ETCD_OK && won) {
+    atomic_fetch_add(&l->mark_writes, 1);
+  } else {
+    /* Nothing above the floor is issuable until the keepalive thread
+     * stores a mark (it tries at once). */
+    atomic_fetch_add(&l->mark_errors, 1);
+    mark = stored > 0 ? stored : 0;
+  }
+  l->held_id = (int64_t)id;
+  l->held_floor = floor;
+  l->held_mark = mark;
+  atomic_store(&l->lease_id, lease);
+  atomic_store(&l->ttl_s, ttl);
+  atomic_fetch_add(&l->acquisitions, 1);
+  pub(l, (int64_t)id, floor, mark, deadline_after(t0, ttl), true);
+}
+
+/* claim grants a new lease and takes a free id under it. */
+static int claim(sf_lease *l, char *err, size_t errlen) {
+  int64_t lease = 0, t0 = now_ns();
+  int ttl = 0;
+  if (l->ops->grant(l->etcd, l->ttl_req_s, &lease, &ttl, err, errlen) !=
+      SF_ETCD_OK)
+    return CLAIM_RETRY;
+  sf_etcd_ids ids = {.max_id = l->max_id};
+  ids.taken = calloc((size_t)(l->max_id / 8 + 1), 1);
+  ids.mark = calloc((size_t)(l->max_id + 1), sizeof *ids.mark);
+  cand *c = NULL;
+  long n = -1;
+  int rc = SF_ETCD_UNREACHABLE;
+  if (!ids.taken || !ids.mark)
+    snprintf(err, errlen, "out of memory");
+  else if ((rc = l->ops->scan(l->etcd, &ids, err, errlen)) == SF_ETCD_OK &&
+           (n = candidates(l, &ids, &c)) < 0)
+    snprintf(err, errlen, "out of memory");
+  for (long i = 0; i < n && rc == SF_ETCD_OK; i++) {
     bool won = false;
-    rc = try_put(c, id, lease, &won, err, errlen);
-    if (rc == HTTP_OK && won) {
-      free(bits);
-      l->last_id = (int64_t)id;
-      atomic_store(&l->lease_id, lease);
-      atomic_store(&l->ttl_s, ttl);
-      atomic_fetch_add(&l->acquisitions, 1);
-      publish(l, (int64_t)id, t0 + (int64_t)ttl * 1000000000 - margin_ns(ttl));
-      return CLAIM_OK;
+    int64_t stored = 0;
+    rc = l->ops->claim(l->etcd, c[i].id, lease, &won, &stored, err, errlen);
+    if (rc == SF_ETCD_OK && won) {
+      first_mark(l, c[i].id, lease, ttl, t0, stored);
+      break;
     }
   }
-  free(bits);
-  lease_revoke(c, lease);
-  if (rc == HTTP_OK) {
+  bool ok = atomic_load(&l->lease_id) == lease;
+  free(c);
+  free(ids.taken);
+  free(ids.mark);
+  if (ok)
+    return CLAIM_OK;
+  char e2[64];
+  l->ops->revoke(l->etcd, lease, e2, sizeof e2);
+  if (rc == SF_ETCD_OK && n >= 0) {
     snprintf(err, errlen,
-             "every machine id 0..%llu under etcd prefix \"%s\" is taken",
-             (unsigned long long)l->max_id, l->prefix);
+             "every machine id 0..%llu under the etcd prefix is "
+             "taken",
+             (unsigned long long)l->max_id);
     return CLAIM_FULL;
   }
   return CLAIM_RETRY;
 }
 
-/* ------------------------------------------------------ keepalive thread */
-
-/* wait_ms sleeps up to ms, or less when sf__lease_stop() runs. */
+/* wait_ms sleeps up to ms, or less when kicked or stopped. */
 static void wait_ms(sf_lease *l, int64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  int64_t ns = ts.tv_nsec + (ms % 1000) * 1000000;
-  ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
-  ts.tv_nsec = (long)(ns % 1000000000);
-  pthread_mutex_lock(&l->mu);
-  while (!atomic_load(&l->stopping) &&
-         pthread_cond_timedwait(&l->cv, &l->mu, &ts) != ETIMEDOUT)
-    ;
-  pthread_mutex_unlock(&l->mu);
+  if (ms <= 0 || atomic_load(&l->stopping) || atomic_load(&l->kicked))
+    return;
+  struct pollfd p = {.fd = l->wake_fd, .events = POLLIN};
+  if (poll(&p, 1, ms > 60000 ? 60000 : (int)ms) > 0) {
+    uint64_t v;
+    if (read(l->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+      perror("snowflaked: lease: read(eventfd)");
+  }
 }
 
-/* mark_lost gives up the id; a held id whose deadline passed counts as a
- * loss once. */
-static void mark_lost(sf_lease *l) {
-  if (atomic_load(&l->state) == SF_LEASE_HELD)
+static void wake(sf_lease *l) {
+  uint64_t one = 1;
+  if (write(l->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+    perror("snowflaked: lease: write(eventfd)");
+}
+
+/* lose gives up the id; a held id counts as a loss once. */
+static void lose(sf_lease *l, const char *why) {
+  if (atomic_load(&l->state) == SF_LEASE_HELD) {
     atomic_fetch_add(&l->losses, 1);
-  publish(l, -1, 0);
+    fprintf(stderr, "snowflaked: etcd: machine id %lld given up: %s\n",
+            (long long)l->held_id, why);
+  }
+  pub(l, -1, 0, 0, 0, true);
 }
 
-/* recover runs while no id is held: renew the old lease if etcd still has
- * it and our key is still on it; otherwise claim afresh. */
-static void recover(conn *c) {
-  sf_lease *l = c->l;
+/* recover runs while no id is held: take the old id back if etcd still has
+ * the lease and our key on it (its floor and mark are still ours);
+ * otherwise claim afresh. */
+static void recover(sf_lease *l) {
   char err[512];
   int64_t lease = atomic_load(&l->lease_id);
   if (lease != 0) {
     int ttl = 0;
-    int64_t t0 = now_ns();
-    int rc = keepalive(c, lease, &ttl, err, sizeof err);
-    if (rc == HTTP_UNREACHABLE) {
+    int64_t t0 = now_ns(), owner = 0;
+    int rc = l->ops->keepalive(l->etcd, lease, &ttl, err, sizeof err);
+    if (rc == SF_ETCD_UNREACHABLE) {
       atomic_fetch_add(&l->renew_errors, 1);
       return;
     }
-    if (rc == HTTP_OK && ttl > 0 && l->last_id >= 0) {
-      /* etcd kept the lease: if our key is still on it, the id is ours. */
-      int64_t owner = 0;
-      rc = key_owner(c, (uint64_t)l->last_id, &owner, err, sizeof err);
-      if (rc == HTTP_UNREACHABLE)
+    if (rc == SF_ETCD_OK && ttl > 0 && l->held_id >= 0) {
+      rc =
+          l->ops->owner(l->etcd, (uint64_t)l->held_id, &owner, err, sizeof err);
+      if (rc == SF_ETCD_UNREACHABLE)
         return;
-      if (rc == HTTP_OK && owner == lease) {
+      if (rc == SF_ETCD_OK && owner == lease) {
         atomic_store(&l->ttl_s, ttl);
         atomic_fetch_add(&l->renewals, 1);
-        publish(l, l->last_id, t0 + (int64_t)ttl * 1000000000 - margin_ns(ttl));
+        pub(l, l->held_id, l->held_floor, l->held_mark, deadline_after(t0, ttl),
+            true);
         fprintf(stderr,
                 "snowflaked: etcd: lease renewed; machine id %lld "
                 "held again\n",
-                (long long)l->last_id);
+                (long long)l->held_id);
         return;
       }
     }
-    /* Either etcd dropped the lease or we cannot tell which id it carried:
-     * start over with a new lease. */
-    lease_revoke(c, lease);
+    /* etcd dropped the lease, or our key is gone from it: start over. */
+    l->ops->revoke(l->etcd, lease, err, sizeof err);
     atomic_store(&l->lease_id, 0);
   }
-  int rc = claim(c, err, sizeof err);
-  if (rc == CLAIM_OK) {
-    fprintf(stderr,
-            "snowflaked: etcd: took machine id %lld again (lease %llx)\n",
-            (long long)atomic_load(&l->machine_id),
+  if (claim(l, err, sizeof err) == CLAIM_OK)
+    fprintf(stderr, "snowflaked: etcd: took machine id %lld (lease %llx)\n",
+            (long long)l->held_id,
             (unsigned long long)atomic_load(&l->lease_id));
+}
+
+/* renew sends one keepalive: true when the lease was renewed. */
+static bool renew(sf_lease *l) {
+  char err[512];
+  int64_t t0 = now_ns();
+  int ttl = 0;
+  int rc = l->ops->keepalive(l->etcd, atomic_load(&l->lease_id), &ttl, err,
+                             sizeof err);
+  if (atomic_load(&l->stopping))
+    return false;
+  if (rc == SF_ETCD_OK && ttl > 0) {
+    view v;
+    read_view(l, &v);
+    atomic_store(&l->ttl_s, ttl);
+    pub(l, v.id, v.floor, v.mark, deadline_after(t0, ttl), false);
+    atomic_fetch_add(&l->renewals, 1);
+    return true;
+  }
+  atomic_fetch_add(&l->renew_errors, 1);
+  if (rc == SF_ETCD_OK) { /* etcd answered: the lease is gone */
+    lose(l, "the lease expired in etcd");
+    atomic_store(&l->lease_id, 0);
+  } else if (now_ns() >= atomic_load(&l->deadline_ns)) {
+    lose(l, err);
+  }
+  return false;
+}
+
+/* mark_due_ms is how long until the mark must move (<= 0: now). */
+static int64_t mark_due_ms(sf_lease *l) {
+  if (atomic_load(&l->kicked))
+    return 0;
+  return l->held_mark - leap_ms(l) / 2 - gen_ms(l);
+}
+
+/* renew_mark stores the next mark, max(now, floor + 1) + leap, fenced on our
+ * key being bound to our lease, and publishes it once etcd has it. */
+static void renew_mark(sf_lease *l) {
+  char err[512];
+  atomic_store(&l->kicked, false);
+  int64_t now = gen_ms(l);
+  int64_t base = now > l->held_floor ? now : l->held_floor + 1;
+  int64_t mark = base + leap_ms(l);
+  if (mark <= l->held_mark)
+    return; /* a kick with nothing to gain: the clock did not move on */
+  bool won = false;
+  int rc =
+      l->ops->put_mark(l->etcd, (uint64_t)l->held_id, atomic_load(&l->lease_id),
+                       mark, &won, err, sizeof err);
+  if (rc == SF_ETCD_OK && won) {
+    l->held_mark = mark;
+    view v;
+    read_view(l, &v);
+    pub(l, v.id, v.floor, mark, v.deadline, false);
+    atomic_fetch_add(&l->mark_writes, 1);
+  } else if (rc == SF_ETCD_OK) { /* fenced out: our key is not ours */
+    lose(l, "its key in etcd is no longer bound to our lease");
+  } else {
+    atomic_fetch_add(&l->mark_errors, 1);
+    l->mark_retry_ns = now_ns() + RETRY_MS * 1000000;
   }
 }
 
 static void *keepalive_main(void *arg) {
   sf_lease *l = arg;
-  conn c;
-  if (conn_init(&c, l, true) != 0)
-    return NULL;
-  char err[512];
-  int64_t last_start = now_ns(); /* start of the last renewal attempt */
-  bool last_failed = false;
+  int64_t next_ka = now_ns() + (int64_t)atomic_load(&l->ttl_s) * 1000000000 / 3;
   while (!atomic_load(&l->stopping)) {
-    int ttl = atomic_load(&l->ttl_s);
-    int64_t every_ms = (int64_t)ttl * 1000 / 3;
-    int64_t retry_ms = every_ms < 250 ? every_ms : 250;
-    int64_t wait =
-        (last_failed ? retry_ms : every_ms) - (now_ns() - last_start) / 1000000;
-    if (wait > 0)
-      wait_ms(l, wait);
+    bool held = atomic_load(&l->state) == SF_LEASE_HELD;
+    int64_t wait = (next_ka - now_ns()) / 1000000;
+    if (held) {
+      int64_t m = mark_due_ms(l);
+      int64_t r = (l->mark_retry_ns - now_ns()) / 1000000;
+      m = m > r ? m : r;
+      wait = m < wait ? m : wait;
+    }
+    wait_ms(l, wait);
     if (atomic_load(&l->stopping))
       break;
     if (atomic_load(&l->state) != SF_LEASE_HELD) {
-      last_start = now_ns();
-      recover(&c);
-      last_failed = atomic_load(&l->state) != SF_LEASE_HELD;
+      atomic_store(&l->kicked, false); /* no mark to move */
+      if (now_ns() < next_ka)
+        continue; /* a kick: recovery keeps its own pace */
+      recover(l);
+      next_ka = now_ns() + RETRY_MS * 1000000;
+      if (atomic_load(&l->state) == SF_LEASE_HELD)
+        next_ka += (int64_t)atomic_load(&l->ttl_s) * 1000000000 / 3;
       continue;
     }
-    int64_t t0 = now_ns();
-    last_start = t0;
-    int new_ttl = 0;
-    int rc =
-        keepalive(&c, atomic_load(&l->lease_id), &new_ttl, err, sizeof err);
-    if (atomic_load(&l->stopping))
-      break;
-    if (rc == HTTP_OK && new_ttl > 0) {
-      atomic_store(&l->ttl_s, new_ttl);
-      atomic_store(&l->deadline_ns,
-                   t0 + (int64_t)new_ttl * 1000000000 - margin_ns(new_ttl));
-      atomic_fetch_add(&l->renewals, 1);
-      last_failed = false;
-      continue;
+    if (now_ns() >= next_ka) {
+      int64_t t0 = now_ns();
+      bool ok = renew(l);
+      int64_t every = (int64_t)atomic_load(&l->ttl_s) * 1000000000 / 3;
+      next_ka = t0 + (ok ? every : RETRY_MS * 1000000);
     }
-    atomic_fetch_add(&l->renew_errors, 1);
-    last_failed = true;
-    if (rc == HTTP_OK) { /* etcd answered: the lease is gone */
-      fprintf(
-          stderr,
-          "snowflaked: etcd: lease %llx expired; machine id %lld given up\n",
-          (unsigned long long)atomic_load(&l->lease_id),
-          (long long)atomic_load(&l->machine_id));
-      mark_lost(l);
-      atomic_store(&l->lease_id, 0);
-    } else if (now_ns() >= atomic_load(&l->deadline_ns)) {
-      fprintf(stderr,
-              "snowflaked: etcd: cannot renew lease (%s); machine id %lld "
-              "given up until etcd answers\n",
-              err, (long long)atomic_load(&l->machine_id));
-      mark_lost(l);
+    if (atomic_load(&l->state) == SF_LEASE_HELD && mark_due_ms(l) <= 0 &&
+        now_ns() >= l->mark_retry_ns) {
+      renew_mark(l);
+      if (atomic_load(&l->state) != SF_LEASE_HELD) /* fenced out */
+        next_ka = now_ns() + RETRY_MS * 1000000;
     }
   }
-  conn_free(&c);
   return NULL;
 }
-
-/* ------------------------------------------------------------- public */
 
 static void lease_free(sf_lease *l) {
   if (!l)
     return;
-  pthread_cond_destroy(&l->cv);
-  pthread_mutex_destroy(&l->mu);
-  free(l->endpoints_buf);
-  free(l->prefix);
+  if (l->wake_fd >= 0)
+    close(l->wake_fd);
+  sf__etcd_free(l->owned);
   free(l);
 }
 
-static int parse_endpoints(sf_lease *l, const char *s, char *err,
-                           size_t errlen) {
-  l->endpoints_buf = strdup(s ? s : "");
-  if (!l->endpoints_buf) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
-  char *save = NULL;
-  for (char *t = strtok_r(l->endpoints_buf, ", ", &save); t;
-       t = strtok_r(NULL, ", ", &save)) {
-    size_t n = strlen(t);
-    while (n > 0 && t[n - 1] == '/')
-      t[--n] = '\0';
-    if (strncmp(t, "http://", 7) != 0 && strncmp(t, "https://", 8) != 0) {
-      snprintf(err, errlen,
-               "ETCD_ENDPOINTS: \"%s\" is not an http:// or https:// URL", t);
-      return -1;
-    }
-    if (l->n_endpoints == MAX_ENDPOINTS) {
-      snprintf(err, errlen, "ETCD_ENDPOINTS: more than %d endpoints",
-               MAX_ENDPOINTS);
-      return -1;
-    }
-    l->endpoints[l->n_endpoints++] = t;
-  }
-  if (l->n_endpoints == 0) {
-    snprintf(err, errlen,
-             "ETCD_ENDPOINTS: no endpoint given (expected "
-             "http://host:2379[,http://...])");
-    return -1;
-  }
-  return 0;
-}
-
-static void make_value(sf_lease *l) {
-  char host[256] = "unknown";
-  gethostname(host, sizeof host - 1);
-  host[sizeof host - 1] = '\0';
-  char started[32];
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  json_t *v = json_pack("{s:s,s:I,s:s}", "hostname", host, "pid",
-                        (json_int_t)getpid(), "started", started);
-  char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
-  json_decref(v);
-  if (!s)
-    s = strdup("{}");
-  size_t n = s ? strlen(s) : 0;
-  if (n > 360)
-    n = 360; /* fits value_b64 */
-  b64_encode((const unsigned char *)(s ? s : ""), n, l->value_b64);
-  free(s);
-}
-
-int sf__lease_start(const sf_lease_config *cfg, sf_lease **out, char *err,
-                    size_t errlen) {
-  *out = NULL;
-  pthread_once(&curl_once, curl_load_once);
-  if (curl_error[0]) {
-    snprintf(err, errlen, "%s", curl_error);
-    return -1;
-  }
+/* lease_new makes l from c, its etcd client included: 0 or -1 with err. */
+static int lease_new(const sf_lease_config *c, sf_lease **out, char *err,
+                     size_t errlen) {
   sf_lease *l = calloc(1, sizeof *l);
   if (!l) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  pthread_mutex_init(&l->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&l->cv, &ca);
-  pthread_condattr_destroy(&ca);
-  atomic_init(&l->machine_id, -1);
-  l->last_id = -1;
-  atomic_init(&l->state, SF_LEASE_LOST);
-
-  const char *prefix =
-      cfg->prefix && *cfg->prefix ? cfg->prefix : "/snowflake/machines/";
-  if (parse_endpoints(l, cfg->endpoints, err, errlen) != 0)
-    goto fail;
-  if (strlen(prefix) > 120) {
-    snprintf(err, errlen, "ETCD_PREFIX: longer than 120 bytes");
-    goto fail;
-  }
-  if (cfg->ttl_s < 0 || cfg->ttl_s > 3600) {
-    snprintf(err, errlen, "ETCD_LEASE_TTL: must be 1..3600 seconds, got %d",
-             cfg->ttl_s);
-    goto fail;
-  }
-  if (cfg->max_id >= (1u << 20)) {
-    snprintf(err, errlen, "machine id range 0..%llu too large for etcd leases",
-             (unsigned long long)cfg->max_id);
-    goto fail;
-  }
-  l->prefix = strdup(prefix);
-  if (!l->prefix) {
-    snprintf(err, errlen, "out of memory");
-    goto fail;
-  }
-  l->ttl_req_s = cfg->ttl_s ? cfg->ttl_s : 10;
+  l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  l->ttl_req_s = c->ttl_s ? c->ttl_s : SF_LEASE_DEFAULT_TTL_S;
   atomic_init(&l->ttl_s, l->ttl_req_s);
-  l->max_id = cfg->max_id;
-  make_value(l);
+  atomic_init(&l->id, -1);
+  atomic_init(&l->state, SF_LEASE_LOST);
+  l->held_id = -1;
+  l->max_id = c->max_id;
+  l->leap_ms = c->leap_ms;
+  l->clock = c->clock ? c->clock : sf_clock_monotonic;
+  l->clock_ctx = c->clock_ctx;
+  l->ops = c->ops ? c->ops : &sf__etcd_ops;
+  l->etcd = c->ops_ctx;
+  *out = l;
+  if (l->wake_fd < 0) {
+    snprintf(err, errlen, "eventfd: %s", strerror(errno));
+    return -1;
+  }
+  if (c->max_id >= SF_LEASE_MAX_IDS) {
+    snprintf(err, errlen,
+             "machine id range 0..%llu too large for etcd leases "
+             "(at most 0..%u)",
+             (unsigned long long)c->max_id, SF_LEASE_MAX_IDS - 1);
+    return -1;
+  }
+  if (c->ops)
+    return 0;
+  /* Each request gets about a third of the TTL, so a dead endpoint still
+   * leaves time to try the next one before the id's deadline. */
+  long t = (long)l->ttl_req_s * 1000 / 3;
+  const char *prefix =
+      c->prefix && *c->prefix ? c->prefix : SF_LEASE_DEFAULT_PREFIX;
+  int rc = sf__etcd_new(c->endpoints, prefix,
+                        t < 300    ? 300
+                        : t > 3000 ? 3000
+                                   : (int)t,
+                        &l->stopping, &l->owned, err, errlen);
+  l->etcd = l->owned;
+  return rc;
+}
 
-  conn c;
-  if (conn_init(&c, l, false) != 0) {
-    snprintf(err, errlen, "curl_easy_init failed");
-    goto fail;
+int sf__lease_start(const sf_lease_config *cfg, sf_lease **out, char *err,
+                    size_t errlen) {
+  sf_lease *l = NULL;
+  *out = NULL;
+  if (lease_new(cfg, &l, err, errlen) != 0) {
+    lease_free(l);
+    return -1;
   }
   /* Keep trying for about one TTL: etcd may still be starting. */
   int64_t give_up = now_ns() + (int64_t)l->ttl_req_s * 1000000000;
   char why[512] = "";
   int rc;
-  for (;;) {
-    rc = claim(&c, why, sizeof why);
-    if (rc != CLAIM_RETRY || now_ns() >= give_up)
-      break;
+  while ((rc = claim(l, why, sizeof why)) == CLAIM_RETRY && now_ns() < give_up)
     usleep(200 * 1000);
-  }
-  conn_free(&c);
   if (rc == CLAIM_FULL) {
-    snprintf(err, errlen, "%s", why);
-    goto fail;
-  }
-  if (rc != CLAIM_OK) {
+    snprintf(err, errlen, "%s \"%s\"", why,
+             cfg->prefix && *cfg->prefix ? cfg->prefix
+                                         : SF_LEASE_DEFAULT_PREFIX);
+  } else if (rc != CLAIM_OK) {
     snprintf(err, errlen,
              "ETCD_ENDPOINTS: no etcd answered at %s within %d s (last "
              "error: %s)",
              cfg->endpoints, l->ttl_req_s, why);
-    goto fail;
-  }
-  if (pthread_create(&l->thread, NULL, keepalive_main, l) != 0) {
+  } else if (pthread_create(&l->thread, NULL, keepalive_main, l) != 0) {
     snprintf(err, errlen, "cannot start the lease keepalive thread");
-    conn c2;
-    if (conn_init(&c2, l, false) == 0) {
-      lease_revoke(&c2, atomic_load(&l->lease_id));
-      conn_free(&c2);
-    }
-    goto fail;
+    l->ops->revoke(l->etcd, atomic_load(&l->lease_id), why, sizeof why);
+  } else {
+    l->thread_started = true;
+    *out = l;
+    return 0;
   }
-  l->thread_started = true;
-  *out = l;
-  return 0;
-fail:
   lease_free(l);
   return -1;
 }
 
-int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
-  if (gen)
-    *gen = 0;
-  if (!l)
+int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
+  view v = {.id = -1};
+  if (l)
+    read_view(l, &v);
+  s->gen = v.gen;
+  s->floor_ms = v.floor;
+  s->mark_ms = v.mark;
+  s->id = v.id;
+  if (v.id < 0 || v.deadline == 0 || now_ns() >= v.deadline) {
+    s->id = -1;
     return -1;
-  /* The deadline is read on both sides of the id and the generation: if
-   * both reads agree, the id and generation belong to that deadline
-   * (publish() clears the deadline before it changes either). A renewal
-   * may move the deadline between the reads; read again then, a few times
-   * at most. */
-  for (int tries = 0; tries < 3; tries++) {
-    int64_t d = atomic_load(&l->deadline_ns);
-    int64_t id = atomic_load(&l->machine_id);
-    uint64_t g = atomic_load(&l->generation);
-    if (atomic_load(&l->deadline_ns) != d)
-      continue;
-    if (d == 0 || now_ns() >= d)
-      return -1;
-    if (gen)
-      *gen = g;
-    return id;
   }
-  return -1;
+  return 0;
 }
 
-int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
-  s->floor_ms = 0;
-  s->mark_ms = INT64_MAX;
-  s->id = sf__lease_machine_id(l, &s->gen);
-  return s->id < 0 ? -1 : 0;
+int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
+  sf_lease_snap s;
+  sf__lease_snapshot(l, &s);
+  if (gen)
+    *gen = s.gen;
+  return s.id;
 }
 
 void sf__lease_kick(sf_lease *l) {
-  (void)l;
+  if (l && !atomic_exchange(&l->kicked, true))
+    wake(l);
 }
 
 void sf__lease_stats_get(sf_lease *l, sf_lease_stats *o) {
@@ -923,7 +555,8 @@ void sf__lease_stats_get(sf_lease *l, sf_lease_stats *o) {
     o->state = SF_LEASE_STOPPED;
     return;
   }
-  o->machine_id = sf__lease_machine_id(l, NULL);
+  sf_lease_snap s;
+  o->machine_id = sf__lease_snapshot(l, &s) == 0 ? s.id : -1;
   o->state = (sf_lease_state)atomic_load(&l->state);
   if (o->state == SF_LEASE_HELD && o->machine_id < 0)
     o->state = SF_LEASE_LOST; /* past the deadline, thread not yet aware */
@@ -933,88 +566,26 @@ void sf__lease_stats_get(sf_lease *l, sf_lease_stats *o) {
   o->renewals = atomic_load(&l->renewals);
   o->renew_errors = atomic_load(&l->renew_errors);
   o->losses = atomic_load(&l->losses);
+  o->mark_ms = o->machine_id >= 0 ? s.mark_ms : 0;
+  o->floor_ms = o->machine_id >= 0 ? s.floor_ms : 0;
+  o->mark_writes = atomic_load(&l->mark_writes);
+  o->mark_errors = atomic_load(&l->mark_errors);
 }
 
 void sf__lease_stop(sf_lease *l) {
   if (!l)
     return;
-  pthread_mutex_lock(&l->mu);
   atomic_store(&l->stopping, true);
-  pthread_cond_broadcast(&l->cv);
-  pthread_mutex_unlock(&l->mu);
+  wake(l);
   if (l->thread_started)
     pthread_join(l->thread, NULL);
-  publish(l, -1, 0);
+  pub(l, -1, 0, 0, 0, true);
   atomic_store(&l->state, SF_LEASE_STOPPED);
   int64_t lease = atomic_load(&l->lease_id);
   if (lease != 0) {
-    conn c;
-    if (conn_init(&c, l, false) == 0) {
-      atomic_store(&l->stopping, false); /* post() checks it */
-      lease_revoke(&c, lease);
-      conn_free(&c);
-    }
+    char err[256];
+    atomic_store(&l->stopping, false); /* the transport checks it */
+    l->ops->revoke(l->etcd, lease, err, sizeof err);
   }
   lease_free(l);
-}
-
-#else /* !SF_WITH_ETCD */
-
-struct sf_lease {
-  int unused;
-};
-
-int sf__lease_start(const sf_lease_config *c, sf_lease **out, char *err,
-                    size_t errlen) {
-  (void)c;
-  *out = NULL;
-  snprintf(err, errlen,
-           "MACHINE_ID=auto: this build has no etcd support (built with "
-           "WITH_ETCD=0; use MACHINE_ID=N or MACHINE_ID=ordinal)");
-  return -1;
-}
-
-int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
-  (void)l;
-  if (gen)
-    *gen = 0;
-  return -1;
-}
-
-int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
-  (void)l;
-  s->id = -1;
-  s->gen = 0;
-  s->floor_ms = 0;
-  s->mark_ms = INT64_MAX;
-  return -1;
-}
-
-void sf__lease_kick(sf_lease *l) {
-  (void)l;
-}
-
-void sf__lease_stats_get(sf_lease *l, sf_lease_stats *o) {
-  (void)l;
-  memset(o, 0, sizeof *o);
-  o->machine_id = -1;
-  o->state = SF_LEASE_STOPPED;
-}
-
-void sf__lease_stop(sf_lease *l) {
-  (void)l;
-}
-
-#endif /* SF_WITH_ETCD */
-
-const char *sf__lease_state_name(sf_lease_state s) {
-  switch (s) {
-  case SF_LEASE_HELD:
-    return "held";
-  case SF_LEASE_LOST:
-    return "lost";
-  case SF_LEASE_STOPPED:
-    return "stopped";
-  }
-  return "unknown";
 }

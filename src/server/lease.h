@@ -1,17 +1,41 @@
 /*
- * lease.h - machine ids leased from etcd (v3 API, JSON gateway over HTTP).
+ * lease.h - machine ids leased from etcd, with a handover mark per id.
  *
- * A node grants an etcd lease, claims the lowest free key
- * <prefix><id> with a transaction that succeeds only if the key does not
- * exist, and keeps the lease alive from a thread of its own. The id is safe
- * to use only until the lease could have expired on etcd's side, less a
- * safety margin; sf__lease_machine_id() checks that deadline against the
- * monotonic clock on every call, so a stalled keepalive thread can never
- * make the server issue IDs under a lease that may be gone.
+ * A node grants an etcd lease, claims a free key <prefix><id> with a
+ * transaction that succeeds only if the key does not exist, and keeps the
+ * lease alive from a thread of its own. The id is safe to use only until
+ * the lease could have expired on etcd's side, less a safety margin;
+ * sf__lease_snapshot() checks that deadline against the boot-time clock on
+ * every call, so a stalled keepalive thread can never make the server issue
+ * IDs under a lease that may be gone.
  *
- * Built only when SF_WITH_ETCD is 1 (libcurl's header and jansson found).
- * libcurl itself is not linked: sf__lease_start() loads libcurl.so.4 with
- * dlopen() on first use, so servers with a numeric MACHINE_ID never map it.
+ * The handover mark: <prefix><id>/mark holds a unix ms that no holder of
+ * the id ever issues an ID at or past. It is not bound to any lease, so it
+ * outlives its holders. A holder writes it ahead of use (now + leap, from
+ * the keepalive thread, when less than half a leap is left), fenced on its
+ * own key still being bound to its lease; a new holder reads it in the
+ * transaction that claims the id and issues only above it. So whatever the
+ * clocks of two successive holders did, the new one's IDs under the id are
+ * greater than the old one's (README, "Guarantees").
+ *
+ *
+ * Which id: a free id whose mark is behind our clock is preferred, because a
+ * node that took an id whose mark is ahead (its last holder's clock ran ahead,
+ * or wrote its mark just before dying) cannot issue until its clock passes the
+ * mark. Any free id serves as well as another, so a free id usable now wins;
+ * only when every free id's mark is ahead does the node take the nearest one
+ * and answer 503 CLOCK_BEHIND (/health 503) until its clock gets there.
+ *
+ * Safety of the lease: the id may be used until (start of the last
+ * successful renewal request) + TTL - margin, margin = max(1 s, TTL/5).
+ * etcd starts its own TTL count no earlier than it receives the request, so
+ * our deadline falls before etcd's expiry as long as the two clocks' rates
+ * differ by less than margin/TTL. The deadline is checked on every
+ * snapshot: a keepalive thread that stalls cannot extend it.
+ *
+ * Files: lease.c (this state machine and the keepalive thread), etcd.c and
+ * etcd_http.c (the etcd client), lease_none.c (the build without etcd,
+ * WITH_ETCD=0: every start fails with a message saying so).
  */
 #ifndef SF_LEASE_H
 #define SF_LEASE_H
@@ -19,21 +43,35 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The one source of the etcd settings' defaults and limits (config.c
- * parses them, lease.c relies on them). */
+#include "snowflake.h"
+
+/* The one source of the etcd settings' defaults and limits (config.c's
+ * table parses them, lease.c relies on them). */
 #define SF_LEASE_DEFAULT_PREFIX "/snowflake/machines/"
-#define SF_LEASE_PREFIX_MAX 120 /* bytes: a key with its id fits 160 */
+#define SF_LEASE_PREFIX_MAX 1023 /* bytes: sf_srv_config.etcd_prefix */
 #define SF_LEASE_DEFAULT_TTL_S 10
 #define SF_LEASE_DEFAULT_TTL_STR "10"
+#define SF_LEASE_MIN_TTL_S 2 /* the safety margin is at least 1 s */
 #define SF_LEASE_MAX_TTL_S 3600
+#define SF_LEASE_MAX_LEAP_MS 86400000
+/* The ids etcd leases are limited to 0..2^20-1: a claim scans them all. */
+#define SF_LEASE_MAX_IDS (1u << 20)
 
 typedef struct sf_lease sf_lease;
+struct sf_etcd_ops;
 
 typedef struct sf_lease_config {
   const char *endpoints; /* "http://127.0.0.1:2379[,http://...]" */
-  const char *prefix;    /* key prefix, default "/snowflake/machines/" */
-  int ttl_s;             /* lease TTL in seconds, default 10 */
+  const char *prefix;    /* key prefix; NULL or "": the default */
+  int ttl_s;             /* lease TTL in seconds; 0: the default */
   uint64_t max_id;       /* the largest machine id the layout allows */
+  int64_t leap_ms;       /* how far ahead the mark is written; 0: one TTL */
+  sf_clock_fn clock;     /* the generator's clock; NULL: sf_clock_monotonic */
+  void *clock_ctx;
+  /* The etcd operations; NULL: the real client on endpoints and prefix.
+   * Tests pass a fake etcd here. */
+  const struct sf_etcd_ops *ops;
+  void *ops_ctx;
 } sf_lease_config;
 
 typedef enum sf_lease_state {
@@ -51,7 +89,23 @@ typedef struct sf_lease_stats {
   uint64_t renewals;     /* keepalives that succeeded */
   uint64_t renew_errors; /* keepalives that failed */
   uint64_t losses;       /* times the id was given up as unsafe */
+  int64_t mark_ms;       /* the mark stored for the id held (0: none) */
+  int64_t floor_ms;      /* the mark found when the id was claimed */
+  uint64_t mark_writes;  /* marks stored */
+  uint64_t mark_errors;  /* mark writes that failed (etcd unreachable) */
 } sf_lease_stats;
+
+/* One consistent view of the lease, for the mint (mint.c). */
+typedef struct sf_lease_snap {
+  int64_t id;       /* the machine id held, -1: none */
+  uint64_t gen;     /* the lease generation: changes whenever the id is
+                       published anew (claimed, lost, taken back), never while
+                       one lease stays held */
+  int64_t floor_ms; /* unix ms: IDs under id at or below it may exist from
+                       earlier holders; issue only above it (0: none) */
+  int64_t mark_ms;  /* unix ms stored in etcd for this holder, fenced: issue
+                       no ID at or past it (INT64_MAX: no mark) */
+} sf_lease_snap;
 
 /* sf__lease_start grants a lease and claims an id, trying for at most about
  * one TTL, then starts the keepalive thread. Returns 0, or -1 with a message
@@ -59,39 +113,28 @@ typedef struct sf_lease_stats {
  * taken). */
 int sf__lease_start(const sf_lease_config *c, sf_lease **out, char *err,
                     size_t errlen);
-/* sf__lease_machine_id returns the id that may be used now, or -1. Cheap
- * (atomic loads and one monotonic clock read), safe from any thread. When
- * gen is not NULL it receives the lease's generation, read in the same
- * snapshot as the id: a number that changes every time the id is published
- * anew (claimed, given up, or taken back after a loss) and never while one
- * lease stays held. Two answers >= 0 with the same id and generation mean
- * that etcd held that lease, with our key on it, at every moment between
- * them: a lease that expires at etcd never comes back, and keeping the id
- * after any gap means publishing it again. Renewals that only extend the
- * deadline keep the generation. */
-int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen);
-/* One consistent view of the lease for the mint (mint.c). */
-typedef struct sf_lease_snap {
-  int64_t id;       /* the machine id held, -1: none */
-  uint64_t gen;     /* the lease generation (see sf__lease_machine_id) */
-  int64_t floor_ms; /* issue only IDs above this unix ms (0: no floor) */
-  int64_t mark_ms;  /* issue no ID at or past this unix ms (INT64_MAX: no
-                       mark in use) */
-} sf_lease_snap;
-
 /* sf__lease_snapshot fills *s in one snapshot (id, gen, floor and mark
- * belong together) and returns 0 when the id may be used now, else -1 with
- * s->id = -1. Cheap, safe from any thread. */
+ * belong together) and returns 0 when the id may be used now (held, before
+ * the deadline), else -1 with s->id = -1. Two snapshots with the same id
+ * and generation mean that etcd held our lease, with our key on it, at
+ * every moment between them. Every mark_ms shown was stored in etcd before
+ * any snapshot could show it. Cheap (a seqlock read and one clock read),
+ * safe from any thread. */
 int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s);
-/* sf__lease_kick asks the keepalive thread to move the mark forward now.
- * Never blocks. */
+/* sf__lease_machine_id returns the id that may be used now, or -1, and the
+ * generation in *gen unless gen is NULL (sf__lease_snapshot's). */
+int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen);
+/* sf__lease_kick asks the keepalive thread to move the mark forward now (a
+ * mint found its IDs at or past mark_ms). Never blocks; NULL is allowed. */
 void sf__lease_kick(sf_lease *l);
 /* sf__lease_stats_get copies the lease's state and counters. */
 void sf__lease_stats_get(sf_lease *l, sf_lease_stats *out);
 /* sf__lease_state_name returns "held", "lost" or "stopped". */
-const char *sf__lease_state_name(sf_lease_state s);
+static inline const char *sf__lease_state_name(sf_lease_state s) {
+  return s == SF_LEASE_HELD ? "held" : s == SF_LEASE_LOST ? "lost" : "stopped";
+}
 /* sf__lease_stop stops the keepalive thread, revokes the lease so the id is
- * free at once, and frees l. NULL is allowed. */
+ * free at once (its mark stays), and frees l. NULL is allowed. */
 void sf__lease_stop(sf_lease *l);
 
 #endif /* SF_LEASE_H */

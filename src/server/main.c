@@ -202,6 +202,10 @@ static void take_lease(snowflaked *d) {
   char err[512];
   if (cfg->machine_mode != SF_MID_AUTO)
     return;
+  memset(&lc, 0, sizeof lc);
+  lc.clock = d->gc.clock; /* marks are in the time IDs carry */
+  lc.clock_ctx = d->gc.clock_ctx;
+  lc.leap_ms = cfg->etcd_mark_leap_ms;
   lc.endpoints = cfg->etcd_endpoints;
   lc.prefix = cfg->etcd_prefix;
   lc.ttl_s = cfg->etcd_lease_ttl;

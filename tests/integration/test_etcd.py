@@ -106,10 +106,19 @@ class Etcd:
             self.proc.wait()
 
     def keys(self, prefix):
+        """The holder keys under prefix (the <id>/mark keys left out)."""
         out = subprocess.run(
             [ETCDCTL, "--endpoints", self.url, "get", "--prefix", "--keys-only",
              prefix], check=True, capture_output=True, text=True).stdout
-        return sorted(k for k in out.split() if k)
+        return sorted(k for k in out.split() if k and not k.endswith("/mark"))
+
+    def mark(self, prefix, mid):
+        """The handover mark stored for machine id mid (unix ms), or None."""
+        out = subprocess.run(
+            [ETCDCTL, "--endpoints", self.url, "get", "--print-value-only",
+             "%s%d/mark" % (prefix, mid)],
+            check=True, capture_output=True, text=True).stdout.strip()
+        return int(out) if out else None
 
     def put_many(self, keys):
         """Put keys in transactions of up to 1024 puts (value "x")."""
@@ -286,15 +295,20 @@ def test_health_and_metrics_show_the_lease(etcd, fleet):
 
 
 def test_sigterm_revokes_the_lease_at_once(etcd, fleet):
-    a, b = fleet(), fleet()
+    # A leap of ten minutes: the marks stay ahead of the clock throughout.
+    a, b = fleet(ETCD_MARK_LEAP_MS="600000"), fleet(ETCD_MARK_LEAP_MS="600000")
     ids = {a.wait_serving(), b.wait_serving()}
     assert ids == {0, 1}
     mid_a = a.get_id()[2]
     assert a.stop(signal.SIGTERM) == 0
-    # The node revoked its lease before it exited: the key is gone already.
+    # The node revoked its lease before it exited: the key is gone already,
+    # its mark stays.
     assert etcd.keys(fleet.prefix) == [fleet.prefix + str(1 - mid_a)]
+    assert etcd.mark(fleet.prefix, mid_a) > time.time() * 1000
+    # A free id whose mark is behind the clock (2: none yet) is preferred to
+    # one whose mark is ahead: the newcomer serves at once.
     c = fleet()
-    assert c.wait_serving() == mid_a
+    assert c.wait_serving() == 2
 
 
 def test_sigkill_frees_the_id_after_the_ttl(etcd, fleet):

@@ -1,0 +1,144 @@
+/*
+ * etcd.h - the etcd client snowflaked's machine-id leases use: etcd's v3
+ * JSON gateway over plain HTTP/1.1 (etcd 3.4 serves it under /v3/; keys and
+ * values are base64 in JSON, 64-bit integers are JSON strings).
+ *
+ * Two layers, two files:
+ *   etcd_http.c  the transport: endpoints "http://host:port,...", one
+ *                keep-alive connection, failover to the next endpoint when
+ *                one does not answer; llhttp parses the replies (the same
+ *                llhttp the server already links), so a static binary
+ *                needs nothing more than libc.
+ *   etcd.c       the gateway operations on one node's keys (grant,
+ *                keepalive, revoke, scan, claim, fenced mark write), base64,
+ *                and the parsers of etcd's replies (pure: unit tested).
+ *
+ * The keys under the prefix P:
+ *   P<id>        who holds machine id <id>, bound to the holder's lease
+ *   P<id>/mark   the id's handover mark: unix ms, decimal; no lease, so it
+ *                outlives every holder
+ * One prefix holds both, so one etcd role (RBAC: read/write on P) is all a
+ * node needs.
+ *
+ * A client is used by one thread at a time (the lease hands it from the
+ * starting thread to the keepalive thread and back with pthread_create /
+ * pthread_join).
+ */
+#ifndef SF_SRV_ETCD_H
+#define SF_SRV_ETCD_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Outcomes of every operation. */
+enum {
+  SF_ETCD_OK = 0,
+  SF_ETCD_UNREACHABLE = -1, /* no endpoint answered (or we were stopped) */
+  SF_ETCD_REFUSED = -2      /* etcd answered with an error (message in err) */
+};
+
+#define SF_ETCD_MAX_ENDPOINTS 16
+
+/* ------------------------------------------------------------ transport */
+
+typedef struct sf_etcd_http sf_etcd_http;
+
+/* sf__etcd_http_new parses endpoints ("http://host:port[,http://...]") and
+ * makes a client whose requests give up after timeout_ms each and at once
+ * when *abort becomes true (abort may be NULL). 0, or -1 with a message
+ * naming ETCD_ENDPOINTS in err. */
+int sf__etcd_http_new(const char *endpoints, int timeout_ms,
+                      const atomic_bool *abort, sf_etcd_http **out, char *err,
+                      size_t errlen);
+/* sf__etcd_http_free closes the connection and frees c; NULL is allowed. */
+void sf__etcd_http_free(sf_etcd_http *c);
+/* sf__etcd_http_post sends the JSON body to path on the endpoint that last
+ * answered, then on the others in turn. SF_ETCD_OK with *resp (malloc'd,
+ * NUL-terminated, the caller frees) when one answered 2xx or 4xx;
+ * SF_ETCD_UNREACHABLE with the last endpoint's error in err otherwise. */
+int sf__etcd_http_post(sf_etcd_http *c, const char *path, const char *body,
+                       char **resp, int *status, char *err, size_t errlen);
+
+/* ---------------------------------------------------- base64, replies */
+
+/* sf__b64_len is the size sf__b64_encode needs for n bytes, NUL included. */
+#define SF_B64_LEN(n) (4 * (((n) + 2) / 3) + 1)
+/* sf__b64_encode writes the base64 of src[0..n) and a NUL into dst (at
+ * least SF_B64_LEN(n) bytes). */
+void sf__b64_encode(const void *src, size_t n, char *dst);
+/* sf__b64_decode decodes the NUL-terminated src into dst (cap bytes): the
+ * length, or -1 for a character outside base64, misplaced padding or a
+ * result longer than cap. */
+long sf__b64_decode(const char *src, unsigned char *dst, size_t cap);
+
+/* What a scan of the prefix found: for each id 0..max_id, whether a holder
+ * key exists and the stored mark (0: none). */
+typedef struct sf_etcd_ids {
+  uint64_t max_id;
+  unsigned char *taken; /* bit per id */
+  int64_t *mark;        /* max_id + 1 entries */
+} sf_etcd_ids;
+
+/* sf__etcd_parse_i64 reads a JSON reply's 64-bit integer field (etcd sends
+ * them as strings; a number is accepted too): 0 when absent or not one. */
+struct json_t;
+int64_t sf__etcd_parse_i64(const struct json_t *obj, const char *field);
+/* sf__etcd_parse_scan fills ids (taken and mark arrays zeroed by the
+ * caller) from the text of a range reply over prefix: 0, or -1 when text is
+ * not a range reply. Keys of other shapes under the prefix are skipped. */
+int sf__etcd_parse_scan(const char *text, const char *prefix, sf_etcd_ids *ids);
+/* sf__etcd_parse_claim reads a claim transaction's reply: 0 with *won and
+ * *mark (0: no mark stored), or -1 when text is not such a reply. */
+int sf__etcd_parse_claim(const char *text, bool *won, int64_t *mark);
+/* sf__etcd_parse_mark_value reads a mark's stored value (base64 of a
+ * decimal unix ms): the ms, or -1 when it is not one. */
+int64_t sf__etcd_parse_mark_value(const char *b64);
+
+/* ------------------------------------------------------ the operations */
+
+/* What the lease state machine (lease.c) asks of etcd: a table, so that
+ * unit tests run the state machine against a fake etcd. Every entry
+ * returns SF_ETCD_OK, SF_ETCD_UNREACHABLE or SF_ETCD_REFUSED, with a
+ * message in err (errlen bytes) unless OK. */
+typedef struct sf_etcd_ops {
+  /* grant asks for a lease of ttl_s: etcd's lease id and granted TTL. */
+  int (*grant)(void *ctx, int ttl_s, int64_t *lease, int *ttl_out, char *err,
+               size_t errlen);
+  /* keepalive renews lease once: *ttl_out is the TTL restarted, 0 when
+   * etcd no longer knows the lease. */
+  int (*keepalive)(void *ctx, int64_t lease, int *ttl_out, char *err,
+                   size_t errlen);
+  /* revoke ends lease (and the holder key bound to it). */
+  int (*revoke)(void *ctx, int64_t lease, char *err, size_t errlen);
+  /* scan lists the ids held and the marks stored under the prefix. */
+  int (*scan)(void *ctx, sf_etcd_ids *ids, char *err, size_t errlen);
+  /* claim creates P<id> bound to lease unless it exists, and in the same
+   * transaction reads P<id>/mark: *won, and *mark (0: none) when won. */
+  int (*claim)(void *ctx, uint64_t id, int64_t lease, bool *won, int64_t *mark,
+               char *err, size_t errlen);
+  /* owner reads the lease P<id> is bound to (0: no such key). */
+  int (*owner)(void *ctx, uint64_t id, int64_t *lease, char *err,
+               size_t errlen);
+  /* put_mark stores mark_ms in P<id>/mark only while P<id> is bound to
+   * lease (the fence): *won says whether it was stored. */
+  int (*put_mark)(void *ctx, uint64_t id, int64_t lease, int64_t mark_ms,
+                  bool *won, char *err, size_t errlen);
+} sf_etcd_ops;
+
+/* The real operations; their ctx is an sf_etcd. */
+extern const sf_etcd_ops sf__etcd_ops;
+
+typedef struct sf_etcd sf_etcd;
+
+/* sf__etcd_new makes the client of one node's keys under prefix (its
+ * holder keys say who holds them: host name, pid, start time). 0, or -1
+ * with err. */
+int sf__etcd_new(const char *endpoints, const char *prefix, int timeout_ms,
+                 const atomic_bool *abort, sf_etcd **out, char *err,
+                 size_t errlen);
+/* sf__etcd_free frees e; NULL is allowed. */
+void sf__etcd_free(sf_etcd *e);
+
+#endif /* SF_SRV_ETCD_H */

@@ -1,0 +1,52 @@
+/*
+ * lease_none.c - the lease API of a build without etcd support
+ * (WITH_ETCD=0, chosen by the Makefile instead of lease.c and the etcd
+ * client): MACHINE_ID=auto is refused at start with a message saying so.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "lease.h"
+
+struct sf_lease {
+  int unused;
+};
+
+int sf__lease_start(const sf_lease_config *c, sf_lease **out, char *err,
+                    size_t errlen) {
+  (void)c;
+  *out = NULL;
+  snprintf(err, errlen,
+           "MACHINE_ID=auto: this build has no etcd support (built with "
+           "WITH_ETCD=0; use MACHINE_ID=N or MACHINE_ID=ordinal)");
+  return -1;
+}
+
+int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
+  (void)l;
+  memset(s, 0, sizeof *s);
+  s->id = -1;
+  return -1;
+}
+
+int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
+  (void)l;
+  if (gen)
+    *gen = 0;
+  return -1;
+}
+
+void sf__lease_kick(sf_lease *l) {
+  (void)l;
+}
+
+void sf__lease_stats_get(sf_lease *l, sf_lease_stats *o) {
+  (void)l;
+  memset(o, 0, sizeof *o);
+  o->machine_id = -1;
+  o->state = SF_LEASE_STOPPED;
+}
+
+void sf__lease_stop(sf_lease *l) {
+  (void)l;
+}
