@@ -154,6 +154,21 @@ static void lease(mbuf *m, const sf_node *n) {
          "Lease keepalives that failed.", ls.renew_errors);
   metric(m, "lease_losses_total", "counter",
          "Times the machine id was given up as unsafe.", ls.losses);
+  mput(m,
+       "# HELP snowflake_lease_mark_unix_ms The handover mark stored in etcd "
+       "for the id held: no ID at or past it (0: none held).\n"
+       "# TYPE snowflake_lease_mark_unix_ms gauge\n"
+       "snowflake_lease_mark_unix_ms %lld\n"
+       "# HELP snowflake_lease_floor_unix_ms The mark found when the id was "
+       "claimed: IDs only above it (0: none).\n"
+       "# TYPE snowflake_lease_floor_unix_ms gauge\n"
+       "snowflake_lease_floor_unix_ms %lld\n",
+       (long long)ls.mark_ms, (long long)ls.floor_ms);
+  metric(m, "lease_mark_writes_total", "counter",
+         "Handover marks stored in etcd.", ls.mark_writes);
+  metric(m, "lease_mark_errors_total", "counter",
+         "Handover mark writes that failed (etcd unreachable).",
+         ls.mark_errors);
 }
 
 size_t sf__metrics_render(sf_node *n, char *buf, size_t cap, sf_ep self) {

@@ -309,6 +309,18 @@ def test_sigterm_revokes_the_lease_at_once(etcd, fleet):
     # one whose mark is ahead: the newcomer serves at once.
     c = fleet()
     assert c.wait_serving() == 2
+    # Once only the id whose mark is ahead is free, it is taken, and nothing
+    # is issued until the clock passes the mark: 503 with Retry-After, and
+    # /health 503.
+    etcd.put_many([fleet.prefix + str(i) for i in range(3, 1 << MACHINE_BITS)])
+    d = fleet()
+    wait_for("the last node to listen", lambda: http(d.url + "/health")[0])
+    assert etcd.keys(fleet.prefix) == sorted(
+        fleet.prefix + str(i) for i in range(1 << MACHINE_BITS))
+    st, body = http(d.url + "/health")
+    assert st == 503, body
+    st, body = http(d.url + "/id")
+    assert st == 503 and "clock" in body, body
 
 
 def test_sigkill_frees_the_id_after_the_ttl(etcd, fleet):
