@@ -392,6 +392,7 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem -Iinclude -Isrc/server \
 	  -D__GNUC__ -DSF_WITH_ETCD=1 src tests/unit
+	sh scripts/sizes.sh $(wildcard src/*/*.c)
 
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(ALL_SERVER_SRC) $(wildcard tests/unit/test_*.c) \
