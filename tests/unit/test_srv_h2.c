@@ -1,0 +1,500 @@
+/*
+ * test_srv_h2.c - HTTP/2 and gRPC as bytes in, bytes out (h2.c, grpc.c):
+ * an nghttp2 client session in the same process talks to sf__proto_h2
+ * through memory, with no sockets, on a fake clock and a fake lease.
+ */
+#include "sf_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "h2.h"
+#include "snowflake/v1/snowflake.pb-c.h"
+
+#define MAX_STREAMS 256
+
+/* What the client saw on one stream. */
+typedef struct answer {
+  int status, grpc_status, reset, closed;
+  char grpc_message[256], content_type[256];
+  uint8_t *body;
+  size_t body_len, body_cap;
+} answer;
+
+typedef struct fixture {
+  sf_srv_config cfg;
+  fake_clock clk;
+  sf_gen *gen;
+  sf_srv_stats stats;
+  sf_node node;
+  sf_worker w;
+  int64_t lease; /* what the fake lease answers; its node->lease is set
+                    only by tests that want one */
+  void *pc;      /* the server's connection */
+  nghttp2_session *cli;
+  answer ans[MAX_STREAMS];
+  int goaway;
+} fixture;
+
+static int fake_snapshot(void *ctx, sf_lease_snap *s) {
+  fixture *f = ctx;
+  s->id = f->lease;
+  s->gen = 1;
+  s->floor_ms = 0;
+  s->mark_ms = INT64_MAX;
+  return f->lease < 0 ? -1 : 0;
+}
+
+static const sf_lease_ops fake_ops = {fake_snapshot, NULL, NULL};
+
+static int64_t node_clock(void *ctx) {
+  return ((fixture *)ctx)->clk.now_ns;
+}
+
+static int64_t gen_clock(void *ctx) {
+  return fake_clock_read(&((fixture *)ctx)->clk);
+}
+
+static answer *ans_of(fixture *f, int32_t id) {
+  assert_true(id > 0 && (id - 1) / 2 < MAX_STREAMS);
+  return &f->ans[(id - 1) / 2];
+}
+
+static int cli_header(nghttp2_session *s, const nghttp2_frame *fr,
+                      const uint8_t *name, size_t nl, const uint8_t *value,
+                      size_t vl, uint8_t flags, void *ud) {
+  answer *a = ans_of(ud, fr->hd.stream_id);
+  char v[256];
+  (void)s;
+  (void)flags;
+  snprintf(v, sizeof v, "%.*s", (int)vl, (const char *)value);
+  if (nl == 7 && !memcmp(name, ":status", 7))
+    a->status = atoi(v);
+  else if (nl == 11 && !memcmp(name, "grpc-status", 11))
+    a->grpc_status = atoi(v);
+  else if (nl == 12 && !memcmp(name, "grpc-message", 12))
+    strcpy(a->grpc_message, v);
+  else if (nl == 12 && !memcmp(name, "content-type", 12))
+    snprintf(a->content_type, sizeof a->content_type, "%s", v);
+  return 0;
+}
+
+static int cli_data(nghttp2_session *s, uint8_t flags, int32_t id,
+                    const uint8_t *data, size_t len, void *ud) {
+  answer *a = ans_of(ud, id);
+  (void)s;
+  (void)flags;
+  if (a->body_len + len > a->body_cap) {
+    a->body_cap = (a->body_len + len) * 2;
+    a->body = realloc(a->body, a->body_cap);
+    assert_non_null(a->body);
+  }
+  memcpy(a->body + a->body_len, data, len);
+  a->body_len += len;
+  return 0;
+}
+
+static int cli_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud) {
+  answer *a = ans_of(ud, id);
+  (void)s;
+  a->closed = 1;
+  a->reset = code != 0;
+  return 0;
+}
+
+static int cli_frame(nghttp2_session *s, const nghttp2_frame *fr, void *ud) {
+  (void)s;
+  if (fr->hd.type == NGHTTP2_GOAWAY)
+    ((fixture *)ud)->goaway = 1;
+  return 0;
+}
+
+static fixture *fx_new(void) {
+  fixture *f = calloc(1, sizeof *f);
+  sf_config gc;
+  nghttp2_session_callbacks *cb;
+  assert_non_null(f);
+  f->cfg.max_batch = 1000;
+  f->cfg.threads = 1;
+  f->cfg.clock_tolerance_ms = 10;
+  f->clk.now_ns = at_ms(1000000);
+  f->clk.step_ns = 1000;
+  f->lease = 5;
+  sf_config_init(&gc);
+  gc.machine_id = 7;
+  gc.clock = gen_clock;
+  gc.clock_ctx = f;
+  assert_int_equal(sf_gen_new(&gc, &f->gen), 0);
+  f->node.gen = f->gen;
+  f->node.layout = sf_gen_layout(f->gen);
+  f->node.cfg = &f->cfg;
+  f->node.clock = node_clock;
+  f->node.clock_ctx = f;
+  f->node.lease_ctx = f;
+  f->node.stats = &f->stats;
+  f->node.nstats = 1;
+  assert_int_equal(sf__worker_init(&f->w, &f->node, &f->stats), 0);
+  f->pc = sf__proto_h2.conn_new(&f->w);
+  assert_non_null(f->pc);
+  assert_int_equal(nghttp2_session_callbacks_new(&cb), 0);
+  nghttp2_session_callbacks_set_on_header_callback(cb, cli_header);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, cli_data);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, cli_close);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, cli_frame);
+  assert_int_equal(nghttp2_session_client_new(&f->cli, cb, f), 0);
+  nghttp2_session_callbacks_del(cb);
+  assert_int_equal(nghttp2_submit_settings(f->cli, NGHTTP2_FLAG_NONE, NULL, 0),
+                   0);
+  return f;
+}
+
+static void fx_free(fixture *f) {
+  for (int i = 0; i < MAX_STREAMS; i++)
+    free(f->ans[i].body);
+  nghttp2_session_del(f->cli);
+  sf__proto_h2.conn_free(f->pc);
+  sf__worker_free(&f->w);
+  sf_gen_free(f->gen);
+  free(f);
+}
+
+/* server_to_client moves what the server has to send to the client:
+ * returns the bytes moved. */
+static size_t server_to_client(fixture *f) {
+  const char *out;
+  size_t n = sf__proto_h2.output(f->pc, &out);
+  if (n) {
+    assert_int_equal(nghttp2_session_mem_recv(f->cli, (const uint8_t *)out, n),
+                     (ssize_t)n);
+    sf__proto_h2.sent(f->pc);
+  }
+  return n;
+}
+
+/* exchange runs both ends until neither has anything to say, cutting the
+ * client's bytes into reads of at most chunk bytes (0: whole). */
+static void exchange(fixture *f, size_t chunk) {
+  for (int round = 0; round < 10000; round++) {
+    const uint8_t *d;
+    ssize_t n = nghttp2_session_mem_send(f->cli, &d);
+    size_t moved = 0;
+    assert_true(n >= 0);
+    while (n > 0) {
+      size_t k = chunk && (size_t)n > chunk ? chunk : (size_t)n;
+      size_t used = sf__proto_h2.feed(f->pc, (const char *)d, k);
+      if (used == 0)
+        assert_true(server_to_client(f) > 0); /* paused: output waits */
+      d += used;
+      n -= (ssize_t)used;
+      moved += used;
+    }
+    moved += server_to_client(f);
+    if (moved == 0)
+      return;
+  }
+  fail_msg("no quiet after 10000 rounds");
+}
+
+#define NV(n, v)                                                               \
+  {                                                                            \
+    (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),                  \
+        NGHTTP2_NV_FLAG_NONE                                                   \
+  }
+
+static int32_t get(fixture *f, const char *method, const char *path) {
+  nghttp2_nv nv[] = {NV(":method", method), NV(":scheme", "http"),
+                     NV(":path", path), NV(":authority", "t")};
+  int32_t id = nghttp2_submit_request(f->cli, NULL, nv, 4, NULL, NULL);
+  assert_true(id > 0);
+  return id;
+}
+
+typedef struct body_src {
+  const uint8_t *p;
+  size_t len, off;
+} body_src;
+
+static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf,
+                         size_t len, uint32_t *flags, nghttp2_data_source *src,
+                         void *ud) {
+  body_src *b = src->ptr;
+  size_t n = b->len - b->off < len ? b->len - b->off : len;
+  (void)s;
+  (void)id;
+  (void)ud;
+  memcpy(buf, b->p + b->off, n);
+  b->off += n;
+  if (b->off == b->len)
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+  return (ssize_t)n;
+}
+
+/* call posts one gRPC request: prefix flags byte flag, message msg. */
+static int32_t call(fixture *f, const char *path, const ProtobufCMessage *msg,
+                    uint8_t flag, body_src *b) {
+  static uint8_t buf[4][256];
+  static int next;
+  uint8_t *p = buf[next++ & 3];
+  size_t n = msg ? protobuf_c_message_pack(msg, p + 5) : 0;
+  nghttp2_nv nv[] = {NV(":method", "POST"),
+                     NV(":scheme", "http"),
+                     NV(":path", path),
+                     NV(":authority", "t"),
+                     NV("content-type", "application/grpc"),
+                     NV("te", "trailers")};
+  nghttp2_data_provider prd;
+  int32_t id;
+  p[0] = flag;
+  p[1] = p[2] = 0;
+  p[3] = (uint8_t)(n >> 8);
+  p[4] = (uint8_t)n;
+  b->p = p;
+  b->len = 5 + n;
+  b->off = 0;
+  prd.source.ptr = b;
+  prd.read_callback = body_read;
+  id = nghttp2_submit_request(f->cli, NULL, nv, 6, &prd, NULL);
+  assert_true(id > 0);
+  return id;
+}
+
+/* reply_of returns the message of a gRPC answer, checked framed. */
+static const uint8_t *reply_of(const answer *a, size_t *len) {
+  assert_int_equal(a->status, 200);
+  assert_int_equal(a->grpc_status, 0);
+  assert_true(a->body_len >= 5);
+  assert_int_equal(a->body[0], 0);
+  *len = (size_t)a->body[3] << 8 | a->body[4];
+  assert_int_equal(*len + 5, a->body_len);
+  return a->body + 5;
+}
+
+static void test_id_over_h2(void **state) {
+  fixture *f = fx_new();
+  int32_t a, b;
+  (void)state;
+  a = get(f, "GET", "/id");
+  b = get(f, "HEAD", "/health");
+  exchange(f, 0);
+  assert_int_equal(ans_of(f, a)->status, 200);
+  assert_string_equal(ans_of(f, a)->content_type, "application/json");
+  assert_non_null(ans_of(f, a)->body);
+  assert_non_null(strstr((char *)ans_of(f, a)->body, "\"machine_id\": 7}"));
+  assert_int_equal(ans_of(f, b)->status, 200);
+  assert_int_equal(ans_of(f, b)->body_len, 0); /* HEAD */
+  assert_int_equal(f->stats.requests[SF_EP_ID][SF_ST_200], 1);
+  assert_int_equal(f->stats.proto_requests[SF_PROTO_H2], 2);
+  assert_int_equal(f->stats.ids_issued, 1);
+  fx_free(f);
+}
+
+static void test_routes_errors_over_h2(void **state) {
+  fixture *f = fx_new();
+  int32_t a, b, c;
+  (void)state;
+  a = get(f, "GET", "/nope");
+  b = get(f, "DELETE", "/id");
+  c = get(f, "GET", "/ids?count=0");
+  exchange(f, 1); /* one byte per read */
+  assert_int_equal(ans_of(f, a)->status, 404);
+  assert_int_equal(ans_of(f, b)->status, 405);
+  assert_int_equal(ans_of(f, c)->status, 400);
+  assert_int_equal(f->stats.ids_issued, 0);
+  fx_free(f);
+}
+
+static void test_grpc_next(void **state) {
+  fixture *f = fx_new();
+  Snowflake__V1__NextRequest q = SNOWFLAKE__V1__NEXT_REQUEST__INIT;
+  Snowflake__V1__NextReply *r;
+  body_src b1, b2;
+  const uint8_t *m;
+  size_t len;
+  int32_t one, many;
+  (void)state;
+  one = call(f, "/snowflake.v1.Snowflake/Next", &q.base, 0, &b1);
+  q.count = 300;
+  many = call(f, "/snowflake.v1.Snowflake/Next", &q.base, 0, &b2);
+  exchange(f, 7);
+  m = reply_of(ans_of(f, one), &len);
+  r = snowflake__v1__next_reply__unpack(NULL, len, m);
+  assert_non_null(r);
+  assert_int_equal(r->n_ids, 1);
+  assert_int_equal(r->machine_id, 7);
+  snowflake__v1__next_reply__free_unpacked(r, NULL);
+  m = reply_of(ans_of(f, many), &len);
+  r = snowflake__v1__next_reply__unpack(NULL, len, m);
+  assert_non_null(r);
+  assert_int_equal(r->n_ids, 300);
+  for (size_t i = 1; i < r->n_ids; i++)
+    assert_true(r->ids[i] > r->ids[i - 1]);
+  snowflake__v1__next_reply__free_unpacked(r, NULL);
+  assert_string_equal(ans_of(f, one)->content_type, "application/grpc");
+  assert_int_equal(f->stats.proto_requests[SF_PROTO_GRPC], 2);
+  assert_int_equal(f->stats.ids_issued, 301);
+  fx_free(f);
+}
+
+static void test_grpc_decode(void **state) {
+  fixture *f = fx_new();
+  Snowflake__V1__DecodeRequest q = SNOWFLAKE__V1__DECODE_REQUEST__INIT;
+  Snowflake__V1__DecodeReply *r;
+  body_src b;
+  const uint8_t *m;
+  size_t len;
+  int32_t id;
+  (void)state;
+  /* 1,000,000 ms after the epoch, machine 7, sequence 5. */
+  q.id = (UINT64_C(1000000) << 22) | (7 << 12) | 5;
+  id = call(f, "/snowflake.v1.Snowflake/Decode", &q.base, 0, &b);
+  exchange(f, 0);
+  m = reply_of(ans_of(f, id), &len);
+  r = snowflake__v1__decode_reply__unpack(NULL, len, m);
+  assert_non_null(r);
+  assert_int_equal(r->id, q.id);
+  assert_int_equal(r->unix_ms, SF_DEFAULT_EPOCH_MS + 1000000);
+  assert_string_equal(r->time, "2024-01-01T00:16:40.000Z");
+  assert_int_equal(r->machine_id, 7);
+  assert_int_equal(r->sequence, 5);
+  snowflake__v1__decode_reply__free_unpacked(r, NULL);
+  fx_free(f);
+}
+
+/* X(path, request flag byte, count, status, a word of the message) */
+#define GRPC_ERRORS(X)                                                         \
+  X("/snowflake.v1.Snowflake/Next", 0, 1001, 3, "1..1000")                     \
+  X("/snowflake.v1.Snowflake/Nope", 0, 1, 12, "Nope")                          \
+  X("/snowflake.v1.Snowflake/Next", 1, 1, 12, "compressed")
+
+static void test_grpc_errors(void **state) {
+  static const struct {
+    const char *path;
+    uint8_t flag;
+    uint32_t count;
+    int status;
+    const char *word;
+  } cases[] = {
+#define SF__CASE(p, fl, c, st, w) {p, fl, c, st, w},
+      GRPC_ERRORS(SF__CASE)
+#undef SF__CASE
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fixture *f = fx_new();
+    Snowflake__V1__NextRequest q = SNOWFLAKE__V1__NEXT_REQUEST__INIT;
+    body_src b;
+    int32_t id;
+    q.count = cases[i].count;
+    id = call(f, cases[i].path, &q.base, cases[i].flag, &b);
+    exchange(f, 0);
+    assert_int_equal(ans_of(f, id)->status, 200);
+    assert_int_equal(ans_of(f, id)->grpc_status, cases[i].status);
+    assert_non_null(strstr(ans_of(f, id)->grpc_message, cases[i].word));
+    assert_int_equal(ans_of(f, id)->body_len, 0); /* Trailers-Only */
+    assert_int_equal(f->stats.ids_issued, 0);
+    fx_free(f);
+  }
+}
+
+static void test_grpc_no_lease(void **state) {
+  fixture *f = fx_new();
+  Snowflake__V1__NextRequest q = SNOWFLAKE__V1__NEXT_REQUEST__INIT;
+  Grpc__Health__V1__HealthCheckRequest h =
+      GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  Grpc__Health__V1__HealthCheckResponse *hr;
+  body_src b1, b2, b3;
+  const uint8_t *m;
+  size_t len;
+  int32_t serving, next, not_serving;
+  (void)state;
+  f->node.lease = &fake_ops;
+  serving = call(f, "/grpc.health.v1.Health/Check", &h.base, 0, &b1);
+  exchange(f, 0);
+  f->lease = -1; /* the lease is lost */
+  next = call(f, "/snowflake.v1.Snowflake/Next", &q.base, 0, &b2);
+  not_serving = call(f, "/grpc.health.v1.Health/Check", &h.base, 0, &b3);
+  exchange(f, 0);
+  m = reply_of(ans_of(f, serving), &len);
+  hr = grpc__health__v1__health_check_response__unpack(NULL, len, m);
+  assert_non_null(hr);
+  assert_int_equal(
+      hr->status,
+      GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+  grpc__health__v1__health_check_response__free_unpacked(hr, NULL);
+  assert_int_equal(ans_of(f, next)->grpc_status, 14); /* UNAVAILABLE */
+  assert_non_null(strstr(ans_of(f, next)->grpc_message, "lease"));
+  m = reply_of(ans_of(f, not_serving), &len);
+  hr = grpc__health__v1__health_check_response__unpack(NULL, len, m);
+  assert_non_null(hr);
+  assert_int_equal(
+      hr->status,
+      GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+  grpc__health__v1__health_check_response__free_unpacked(hr, NULL);
+  assert_int_equal(f->stats.ids_issued, 0);
+  fx_free(f);
+}
+
+/* A client that asks for 100 large answers and reads nothing: the server
+ * queues at most about SF_H2_OUT_PAUSE bytes and answers the rest once the
+ * client reads. */
+static void test_output_bounded_then_all_answered(void **state) {
+  fixture *f = fx_new();
+  const uint8_t *d;
+  const char *out;
+  ssize_t n;
+  size_t waiting;
+  int32_t ids[100];
+  (void)state;
+  for (int i = 0; i < 100; i++)
+    ids[i] = get(f, "GET", "/ids?count=1000");
+  n = nghttp2_session_mem_send(f->cli, &d);
+  assert_true(n > 0);
+  assert_int_equal(sf__proto_h2.feed(f->pc, (const char *)d, (size_t)n),
+                   (size_t)n);
+  waiting = sf__proto_h2.output(f->pc, &out);
+  assert_true(waiting > 0 && waiting <= SF_H2_OUT_PAUSE + 16384 + 9);
+  assert_true(f->stats.ids_issued < 100 * 1000); /* the rest wait */
+  server_to_client(f);
+  exchange(f, 0);
+  for (int i = 0; i < 100; i++) {
+    assert_int_equal(ans_of(f, ids[i])->status, 200);
+    assert_true(ans_of(f, ids[i])->body_len > 1000 * 14); /* 13 digits, ", " */
+  }
+  assert_int_equal(f->stats.ids_issued, 100 * 1000);
+  fx_free(f);
+}
+
+static void test_garbage_after_preface_is_goaway(void **state) {
+  fixture *f = fx_new();
+  static const char bad[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                            "\x00\x00\x04\x01\x05\x00\x00\x00\x00"
+                            "abcd";
+  const char *out;
+  (void)state;
+  sf__proto_h2.feed(f->pc, bad, sizeof bad - 1);
+  assert_true(sf__proto_h2.output(f->pc, &out) > 0);
+  assert_true(nghttp2_session_mem_recv(f->cli, (const uint8_t *)out,
+                                       sf__proto_h2.output(f->pc, &out)) > 0);
+  sf__proto_h2.sent(f->pc);
+  assert_true(f->goaway);
+  assert_true(sf__proto_h2.closing(f->pc));
+  fx_free(f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_id_over_h2),
+      cmocka_unit_test(test_routes_errors_over_h2),
+      cmocka_unit_test(test_grpc_next),
+      cmocka_unit_test(test_grpc_decode),
+      cmocka_unit_test(test_grpc_errors),
+      cmocka_unit_test(test_grpc_no_lease),
+      cmocka_unit_test(test_output_bounded_then_all_answered),
+      cmocka_unit_test(test_garbage_after_preface_is_goaway),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
