@@ -65,7 +65,7 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 # first step of a make that does nothing else (DEPS_FRONT), and the build
 # happens in the fresh make it starts (SF_DEPS_READY=1).
 DEPS_INSTALL := run test test-unit test-integration test-ops test-tsan bench-gen \
-                bench-http soak fuzz fuzz-ci
+                bench-http bench-resp soak fuzz fuzz-ci
 DEPS_NONE := clean uninstall deps e2e
 DEPS_test := build test ops
 DEPS_test-unit := build test
@@ -75,6 +75,7 @@ DEPS_test-tsan := build test
 DEPS_lint := lint
 DEPS_format := lint
 DEPS_bench-http := build bench
+DEPS_bench-resp := build bench
 DEPS_soak := build bench
 DEPS_fuzz := build fuzz
 DEPS_fuzz-ci := build fuzz
@@ -182,7 +183,7 @@ SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) $(H2_CFLAGS) \
                 -Isrc/server -I$(GEN)
 SERVER_LIBS = $(UV_LIBS) $(H2_LIBS) $(ETCD_LIBS) -lpthread
 
-.PHONY: bench-gen bench-http bench-views all run test test-unit test-integration test-ops test-tsan lint format \
+.PHONY: bench-gen bench-http bench-views bench-resp all run test test-unit test-integration test-ops test-tsan lint format \
         install uninstall clean bench fuzz fuzz-ci fuzz-build soak e2e deps
 
 all: $(LIB_A) $(LIB_SO) $(CLI) $(SERVER) $(BUILD)/snowflake.pc
@@ -341,6 +342,11 @@ bench-gen: $(BENCH_GEN) $(CLI)
 # answer, side by side; /ids?count=1000 IDs/s; idle RSS; first /health.
 bench-http: $(SERVER)
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_http.sh
+
+# The Redis benchmark: redis-benchmark -c 64 GET id, with -P 16 and without,
+# against snowflaked's REDIS_PORT and a real redis-server holding "id".
+bench-resp: $(SERVER)
+	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_resp.sh
 
 # The soak: wrk for 60 s at 256 connections on /id, errors and RSS every 5 s
 # (not part of make test).
