@@ -65,7 +65,7 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 # first step of a make that does nothing else (DEPS_FRONT), and the build
 # happens in the fresh make it starts (SF_DEPS_READY=1).
 DEPS_INSTALL := run test test-unit test-integration test-ops test-tsan bench-gen \
-                bench-http bench-resp soak fuzz fuzz-ci
+                bench-http bench-resp bench-h2 soak fuzz fuzz-ci
 DEPS_NONE := clean uninstall deps e2e
 DEPS_test := build test ops
 DEPS_test-unit := build test
@@ -76,6 +76,7 @@ DEPS_lint := lint
 DEPS_format := lint
 DEPS_bench-http := build bench
 DEPS_bench-resp := build bench
+DEPS_bench-h2 := build bench
 DEPS_soak := build bench
 DEPS_fuzz := build fuzz
 DEPS_fuzz-ci := build fuzz
@@ -183,7 +184,7 @@ SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) $(H2_CFLAGS) \
                 -Isrc/server -I$(GEN)
 SERVER_LIBS = $(UV_LIBS) $(H2_LIBS) $(ETCD_LIBS) -lpthread
 
-.PHONY: bench-gen bench-http bench-views bench-resp all run test test-unit test-integration test-ops test-tsan lint format \
+.PHONY: bench-gen bench-http bench-views bench-resp bench-h2 all run test test-unit test-integration test-ops test-tsan lint format \
         install uninstall clean bench fuzz fuzz-ci fuzz-build soak e2e deps
 
 all: $(LIB_A) $(LIB_SO) $(CLI) $(SERVER) $(BUILD)/snowflake.pc
@@ -347,6 +348,11 @@ bench-http: $(SERVER)
 # against snowflaked's REDIS_PORT and a real redis-server holding "id".
 bench-resp: $(SERVER)
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_resp.sh
+# HTTP/2: gRPC Next (count 1) against a grpc-go service (bench/grpc-go, built
+# with the Go toolchain from the module proxy), /id over h2c against nginx's
+# http2 constant, idle RSS; h2load, alternating rounds.
+bench-h2: $(SERVER)
+	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_h2.sh
 
 # The soak: wrk for 60 s at 256 connections on /id, errors and RSS every 5 s
 # (not part of make test).

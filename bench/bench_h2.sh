@@ -1,0 +1,163 @@
+#!/bin/sh
+# bench_h2.sh - HTTP/2 and gRPC on loopback, side by side, alternating
+# rounds, with h2load (nghttp2-client) as the one client:
+#
+#   1. gRPC snowflake.v1.Snowflake/Next, count 1 (h2load posting the framed
+#      NextRequest): snowflaked THREADS=1 vs a grpc-go service doing the same
+#      work (bench/grpc-go: grpc-go, the default layout and a mutex,
+#      GOMAXPROCS=1), both pinned to one CPU.
+#   2. GET /id over h2c (prior knowledge): snowflaked THREADS=1 vs nginx
+#      (one worker, http2) answering a constant body of the same size.
+#   3. Idle RSS of snowflaked (default THREADS) with no connection.
+#
+# h2load -t1 -cCONNS (64) -mSTREAMS (1) for DURATION s after a 1 s warm-up.
+# Prints tables and ratios; never fails on a number.
+#
+#   ROUNDS=3 DURATION=10 sh bench/bench_h2.sh     (make bench-h2)
+#   SNOWFLAKED=path  SERVER_CPU=0  CLIENT_CPU=1  STREAMS=1
+set -eu
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+STREAMS=${STREAMS:-1}
+SNOWFLAKED=${SNOWFLAKED:-build/snowflaked}
+PY=${PYTHON:-/usr/bin/python3}
+NCPU=$(nproc)
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-$((NCPU > 1 ? 1 : 0))}
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+for t in h2load nginx taskset go; do
+  command -v $t >/dev/null 2>&1 || [ -x /usr/sbin/$t ] || {
+    echo "bench_h2.sh: $t not found (sh scripts/deps.sh bench; Go for grpc-go)" >&2
+    exit 1; }
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$SNOWFLAKED" ] || { echo "bench_h2.sh: build $SNOWFLAKED first" >&2; exit 1; }
+
+DIR=$(mktemp -d /tmp/bench_h2.XXXXXX)
+PIDS=""
+cleanup() {
+  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # wait_port PORT
+  $PY - "$1" <<'PYEOF'
+import socket, sys, time
+for _ in range(1000):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.01)
+sys.exit("bench_h2.sh: nothing answers on port %s" % sys.argv[1])
+PYEOF
+}
+
+# run_h2load URL [h2load args] -> "req_per_s non2xx_or_failed"
+run_h2load() {
+  url=$1; shift
+  taskset -c "$CLIENT_CPU" h2load -t1 -c"$CONNS" -m"$STREAMS" \
+    --warm-up-time=1 -D "$DURATION" "$@" "$url" > "$DIR/h2load.out" 2>&1 || true
+  awk '
+    /^finished in/   { rps = $4 }
+    /^requests:/     { failed = $10 + $12 }
+    /^status codes:/ { ok = $3; bad = $5 + $7 + $9 }
+    END { printf "%.0f %d\n", rps, bad + failed + (ok == "" ? 1 : 0) }
+  ' "$DIR/h2load.out"
+}
+
+# rounds A_NAME A_URL B_NAME B_URL [h2load args]: alternating rounds; the
+# means and the ratio A/B.
+rounds() {
+  a=$1 au=$2 b=$3 bu=$4; shift 4
+  printf '%-6s %-11s %12s %10s\n' round server "req/s" "errors"
+  : > "$DIR/rounds"
+  r=1
+  while [ "$r" -le "$ROUNDS" ]; do
+    for who in "$a" "$b"; do
+      if [ "$who" = "$a" ]; then u=$au; else u=$bu; fi
+      set -- $(run_h2load "$u" "$@") "$@"
+      printf '%-6s %-11s %12s %10s\n' "$r" "$who" "$1" "$2"
+      echo "$who $1" >> "$DIR/rounds"
+      shift 2
+    done
+    r=$((r + 1))
+  done
+  awk -v a="$a" -v b="$b" '
+    { n[$1]++; rps[$1] += $2 }
+    END {
+      x = rps[a] / n[a]; y = rps[b] / n[b]
+      printf "mean req/s: %s %.0f, %s %.0f; ratio %s/%s: %.2f\n", a, x, b, y, a, b, x / y
+    }' "$DIR/rounds"
+}
+
+# ------------------------------------------------------------- gRPC Next
+( cd "$HERE/grpc-go" && go build -o "$DIR/grpc-go" . ) || {
+  echo "bench_h2.sh: go build of bench/grpc-go failed" >&2; exit 1; }
+printf '\000\000\000\000\002\010\001' > "$DIR/next.bin" # NextRequest{count: 1}
+
+SF_PORT=$(free_port)
+MACHINE_ID=1 PORT=$SF_PORT BIND=127.0.0.1 THREADS=1 \
+  taskset -c "$SERVER_CPU" "$SNOWFLAKED" 2>"$DIR/sf.log" &
+SF_PID=$!; PIDS="$PIDS $SF_PID"
+GO_PORT=$(free_port)
+GOMAXPROCS=1 taskset -c "$SERVER_CPU" "$DIR/grpc-go" -addr "127.0.0.1:$GO_PORT" \
+  > "$DIR/go.log" 2>&1 &
+GO_PID=$!; PIDS="$PIDS $GO_PID"
+wait_port "$SF_PORT"; wait_port "$GO_PORT"
+
+NEXT=/snowflake.v1.Snowflake/Next
+echo "== gRPC $NEXT count=1: snowflaked THREADS=1 vs grpc-go (GOMAXPROCS=1)"
+echo "   h2load -t1 -c$CONNS -m$STREAMS ${DURATION}s x $ROUNDS rounds; servers on cpu $SERVER_CPU, h2load on cpu $CLIENT_CPU"
+rounds snowflaked "http://127.0.0.1:$SF_PORT$NEXT" grpc-go "http://127.0.0.1:$GO_PORT$NEXT" \
+  -d "$DIR/next.bin" -H "content-type: application/grpc" -H "te: trailers"
+ISSUED=$($PY -c 'import sys,urllib.request
+for l in urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1]).read().decode().splitlines():
+    if l.startswith("snowflake_ids_issued_total "): print(l.split()[1])' "$SF_PORT")
+echo "(snowflaked issued $ISSUED IDs in all, one per call, warm-ups included)"
+kill "$SF_PID" "$GO_PID" 2>/dev/null || true
+wait "$SF_PID" "$GO_PID" 2>/dev/null || true
+PIDS=""
+
+# ------------------------------------------------------------ /id over h2c
+SF_PORT=$(free_port)
+MACHINE_ID=1 PORT=$SF_PORT BIND=127.0.0.1 THREADS=1 \
+  taskset -c "$SERVER_CPU" "$SNOWFLAKED" 2>"$DIR/sf.log" &
+SF_PID=$!; PIDS="$SF_PID"
+wait_port "$SF_PORT"
+BODY=$($PY -c 'import sys,urllib.request; print(urllib.request.urlopen("http://127.0.0.1:%s/id" % sys.argv[1]).read().decode())' "$SF_PORT")
+NG_PORT=$(free_port)
+mkdir -p "$DIR/body"
+sed -e "s|listen 127.0.0.1:@PORT@;|listen 127.0.0.1:@PORT@ http2;|" \
+  -e "s|@PORT@|$NG_PORT|" -e "s|@DIR@|$DIR|g" -e "s|@BODY@|$BODY|" \
+  "$HERE/nginx_const.conf.in" > "$DIR/nginx.conf"
+taskset -c "$SERVER_CPU" "$NGINX" -p "$DIR" -c "$DIR/nginx.conf" 2>"$DIR/nginx.log" &
+NG_PID=$!; PIDS="$PIDS $NG_PID"
+wait_port "$NG_PORT"
+
+echo
+echo "== GET /id over h2c: snowflaked THREADS=1 vs nginx http2 return 200 (one worker)"
+echo "   body ${#BODY} bytes; h2load -t1 -c$CONNS -m$STREAMS ${DURATION}s x $ROUNDS rounds"
+rounds snowflaked "http://127.0.0.1:$SF_PORT/id" nginx "http://127.0.0.1:$NG_PORT/id"
+kill "$SF_PID" "$NG_PID" 2>/dev/null || true
+wait "$SF_PID" "$NG_PID" 2>/dev/null || true
+PIDS=""
+
+# ---------------------------------------------------------------- idle RSS
+SF_PORT=$(free_port)
+MACHINE_ID=1 PORT=$SF_PORT BIND=127.0.0.1 "$SNOWFLAKED" 2>"$DIR/sf2.log" &
+SF_PID=$!; PIDS="$SF_PID"
+wait_port "$SF_PORT"
+sleep 0.5
+RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SF_PID/status")
+echo
+echo "== footprint: RSS idle $((RSS_KB / 1024)).$(( (RSS_KB % 1024) * 10 / 1024 )) MB ($RSS_KB kB, default THREADS)  (target < 4 MB)"
