@@ -65,22 +65,32 @@ class EtcdCluster(ComposeProject):
                 timeout=60)
         return p.stdout
 
-    def keys(self):
-        """{machine id: lease id} of the keys under PREFIX."""
+    def keys(self, marks=None):
+        """{machine id: lease id} of the holder keys under PREFIX; the
+        handover marks (PREFIX<id>/mark, on no lease) go to marks."""
         doc = json.loads(self.etcdctl("get", "--prefix", PREFIX, "-w", "json"))
         out = {}
         for kv in doc.get("kvs") or []:
             key = base64.b64decode(kv["key"]).decode()
-            check(key.startswith(PREFIX) and key[len(PREFIX):].isdigit(),
+            rest = key[len(PREFIX):]
+            if key.startswith(PREFIX) and rest.endswith("/mark") and \
+                    rest[:-5].isdigit():
+                check(int(kv.get("lease", 0)) == 0,
+                      "the mark %r is bound to a lease" % key)
+                if marks is not None:
+                    marks[int(rest[:-5])] = int(base64.b64decode(kv["value"]))
+                continue
+            check(key.startswith(PREFIX) and rest.isdigit(),
                   "unexpected key under the prefix: %r" % key)
-            out[int(key[len(PREFIX):])] = int(kv.get("lease", 0))
+            out[int(rest)] = int(kv.get("lease", 0))
         return out
 
     def keys_only(self):
-        """The keys under PREFIX as `etcdctl get --prefix --keys-only` lists
-        them (one a line, blank lines between)."""
+        """The holder keys under PREFIX as `etcdctl get --prefix --keys-only`
+        lists them (one a line, blank lines between), marks left out."""
         out = self.etcdctl("get", "--prefix", "--keys-only", PREFIX)
-        return sorted(line for line in out.splitlines() if line.strip())
+        return sorted(line for line in out.splitlines()
+                      if line.strip() and not line.endswith("/mark"))
 
     def down(self):
         self.compose("down", "-v", "--remove-orphans", check_rc=False,
@@ -225,6 +235,20 @@ def test(ports, files, times):
               (total - len(seen), total))
         log("%d IDs from 3 nodes concurrently (/ids?count=%d): 0 duplicates, "
             "each carries its node's machine id" % (total, BATCH))
+        marks = {}
+        cl.keys(marks)
+        for node, m in mids.items():
+            check(m in marks, "no handover mark for machine id %d" % m)
+        newest = {}
+        for id_ in seen:
+            mid = machine_of(id_)
+            newest[mid] = max(newest.get(mid, 0), id_)
+        for mid, id_ in newest.items():
+            ms = (id_ >> 22) + 1704067200000
+            check(ms < marks[mid], "machine id %d: an ID at %d ms, at or past "
+                  "its stored mark %d" % (mid, ms, marks[mid]))
+        log("each id's handover mark is in etcd (on no lease) and above "
+            "every ID issued under it")
 
         # SIGTERM: the node revokes its lease before it exits.
         cl.compose("stop", "node2", timeout=120)
