@@ -7,7 +7,7 @@
 #   make test-ops     the systemd unit, man pages, alert rules and dashboard
 #   make SANITIZE=thread test-tsan   threaded generator tests under TSan
 #   make lint | format | install | uninstall | clean | bench | fuzz | e2e
-#   make deps          install every package the goals above need (as root)
+#   make deps         install every package the goals above need (as root)
 #
 # Packages: scripts/deps.sh is the one list of Debian packages, by group.
 # `make run`, `make test` and the other goals in DEPS_INSTALL install their
@@ -17,6 +17,8 @@
 # and stops with the exact apt-get line. To add a library: its -dev package
 # to a group in scripts/deps.sh, its pkg-config flags under "Library flags"
 # below (the one place pkg-config runs), and those to the link line using it.
+# A new goal that needs packages: a DEPS_<goal> line (and DEPS_INSTALL if it
+# runs something); never `sh scripts/deps.sh` in a recipe.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
