@@ -285,15 +285,23 @@ static void announce(const snowflaked *d) {
           cfg->state_file[0] ? cfg->state_file : "-");
 }
 
-/* serve runs until SIGTERM or SIGINT has stopped the server. */
-static void serve(void) {
-  uv_loop_t loop;
-  uv_signal_t sigterm, sigint;
+/* The main thread's loop, which only waits for SIGTERM and SIGINT. */
+static uv_loop_t loop;
+static uv_signal_t sigterm, sigint;
+
+/* watch_signals catches SIGTERM and SIGINT from before the server starts:
+ * a signal that comes before the loop runs waits in libuv until it does,
+ * so a stop sent right after the "listening" line still stops cleanly. */
+static void watch_signals(void) {
   uv_loop_init(&loop);
   uv_signal_init(&loop, &sigterm);
   uv_signal_init(&loop, &sigint);
   uv_signal_start(&sigterm, on_signal, SIGTERM);
   uv_signal_start(&sigint, on_signal, SIGINT);
+}
+
+/* serve runs until SIGTERM or SIGINT has stopped the server. */
+static void serve(void) {
   uv_run(&loop, UV_RUN_DEFAULT);
   if (!uv_is_closing((uv_handle_t *)&sigterm))
     uv_close((uv_handle_t *)&sigterm, NULL);
@@ -335,6 +343,7 @@ int main(int argc, char **argv) {
     specs[nspecs++] =
         (sf_listen_spec){"MEMCACHED_PORT", (unsigned)d.cfg.memcached_port,
                          &sf__proto_memcached, NULL};
+  watch_signals();
   if (sf__server_start(&d.node, specs, nspecs, &server, err, sizeof err))
     die(1, "%s", err);
   announce(&d);
