@@ -244,7 +244,7 @@ def test_bad_views_are_400(node, path, message):
     assert error_of(node, path) == message
 
 
-def test_bounds_and_decode_counted_in_metrics(node):
+def test_bounds_counted_in_metrics(node):
     node.get("/bounds?time=0")
     node.get_json("/bounds?time=2025-01-01T00:00:00Z")
     st, _, body = node.get("/metrics")
