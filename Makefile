@@ -67,7 +67,7 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 # first step of a make that does nothing else (DEPS_FRONT), and the build
 # happens in the fresh make it starts (SF_DEPS_READY=1).
 DEPS_INSTALL := run test test-unit test-integration test-ops test-tsan bench-gen \
-                bench-http bench-resp bench-h2 soak fuzz fuzz-ci
+                bench-http bench-resp bench-h2 bench-views soak fuzz fuzz-ci
 DEPS_NONE := clean uninstall deps e2e
 DEPS_test := build test ops
 DEPS_test-unit := build test
@@ -79,6 +79,7 @@ DEPS_format := lint
 DEPS_bench-http := build bench
 DEPS_bench-resp := build bench
 DEPS_bench-h2 := build bench
+DEPS_bench-views := build bench
 DEPS_soak := build bench
 DEPS_fuzz := build fuzz
 DEPS_fuzz-ci := build fuzz
@@ -334,7 +335,6 @@ $(BENCH_VIEWS): bench/bench_views.c $(LIB_A)
 # The views: ns per ID of each text form in process (bench_views), then
 # /ids?count=10000 through the server in each format against decimal.
 bench-views: $(BENCH_VIEWS) $(SERVER)
-	@sh scripts/deps.sh bench
 	./$(BENCH_VIEWS)
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_views.sh
 
