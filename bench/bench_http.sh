@@ -90,16 +90,46 @@ taskset -c "$SERVER_CPU" "$NGINX" -p "$DIR" -c "$DIR/nginx.conf" \
 NG_PID=$!; PIDS="$PIDS $NG_PID"
 wait_port "$NG_PORT" /
 
-echo "== GET /id: snowflaked THREADS=1 vs nginx return 200 (one worker)"
+# The same /id with MACHINE_ID=auto (sf-auto), its id leased from an etcd
+# started here, when etcd is installed: the mint's lease snapshots and the
+# handover mark on the hot path.
+ETCD=$(command -v etcd || echo /usr/bin/etcd)
+AUTO=""
+if [ -x "$ETCD" ]; then
+  EC_PORT=$(free_port); EP_PORT=$(free_port)
+  taskset -c "$CLIENT_CPU" "$ETCD" --name b --data-dir "$DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$EC_PORT" \
+    --advertise-client-urls "http://127.0.0.1:$EC_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$EP_PORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$EP_PORT" \
+    --initial-cluster "b=http://127.0.0.1:$EP_PORT" >"$DIR/etcd.log" 2>&1 &
+  ETCD_PID=$!; PIDS="$PIDS $ETCD_PID"
+  wait_port "$EC_PORT" /health
+  SFA_PORT=$(free_port)
+  MACHINE_ID=auto ETCD_ENDPOINTS="http://127.0.0.1:$EC_PORT" PORT=$SFA_PORT \
+    BIND=127.0.0.1 THREADS=1 taskset -c "$SERVER_CPU" "$SNOWFLAKED" \
+    2>"$DIR/sfa.log" &
+  SFA_PID=$!; PIDS="$PIDS $SFA_PID"
+  wait_port "$SFA_PORT" /health
+  AUTO=sf-auto
+else
+  echo "(etcd not installed: no MACHINE_ID=auto row; sh scripts/deps.sh test)"
+fi
+
+echo "== GET /id: snowflaked THREADS=1 (fixed id; sf-auto: MACHINE_ID=auto)" \
+  "vs nginx return 200 (one worker)"
 echo "   body ${#BODY} bytes; wrk -t1 -c$CONNS ${DURATION}s x $ROUNDS rounds;" \
   "server on cpu $SERVER_CPU, wrk on cpu $CLIENT_CPU"
 printf '%-6s %-11s %12s %10s %8s\n' round server "req/s" "p99 ms" non2xx
 : > "$DIR/rounds"
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
-  for who in snowflaked nginx; do
-    if [ $who = snowflaked ]; then url="http://127.0.0.1:$SF_PORT/id"
-    else url="http://127.0.0.1:$NG_PORT/id"; fi
+  for who in snowflaked $AUTO nginx; do
+    case $who in
+      snowflaked) url="http://127.0.0.1:$SF_PORT/id" ;;
+      sf-auto) url="http://127.0.0.1:$SFA_PORT/id" ;;
+      *) url="http://127.0.0.1:$NG_PORT/id" ;;
+    esac
     set -- $(run_wrk "$url")
     printf '%-6s %-11s %12s %10s %8s\n' "$r" $who "$1" "$2" "$3"
     echo "$who $1 $2" >> "$DIR/rounds"
@@ -112,12 +142,18 @@ awk '
     s = rps["snowflaked"] / n["snowflaked"]; g = rps["nginx"] / n["nginx"]
     printf "\n%-11s %12s %14s\n", "server", "mean req/s", "worst p99 ms"
     printf "%-11s %12.0f %14.3f\n", "snowflaked", s, p99["snowflaked"]
+    if (n["sf-auto"]) {
+      a = rps["sf-auto"] / n["sf-auto"]
+      printf "%-11s %12.0f %14.3f\n", "sf-auto", a, p99["sf-auto"]
+    }
     printf "%-11s %12.0f %14.3f\n", "nginx", g, p99["nginx"]
     printf "ratio snowflaked/nginx: %.3f  (target >= 0.95)\n", s / g
+    if (n["sf-auto"])
+      printf "ratio sf-auto/nginx: %.3f  (MACHINE_ID=auto)\n", a / g
     printf "p99 at %d conns: %.3f ms  (target <= 1 ms)\n", conns, p99["snowflaked"]
   }' conns="$CONNS" "$DIR/rounds"
-kill "$SF_PID" "$NG_PID" 2>/dev/null || true
-wait "$SF_PID" "$NG_PID" 2>/dev/null || true
+for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
 PIDS=""
 
 # ------------------------------------------- RSS idle, first /health
