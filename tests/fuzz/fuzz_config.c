@@ -25,24 +25,41 @@
 /* 2026-01-01T00:00:00Z: a fixed "now" keeps runs reproducible. */
 #define NOW_MS INT64_C(1767225600000)
 
-static const char *const names[] = {"MACHINE_ID",
-                                    "MACHINE_ID_OFFSET",
-                                    "PORT",
-                                    "BIND",
-                                    "THREADS",
-                                    "EPOCH",
-                                    "STATE_FILE",
-                                    "CLOCK_TOLERANCE_MS",
-                                    "CLOCK",
-                                    "MAX_BATCH",
-                                    "IDLE_TIMEOUT_MS",
-                                    "MAX_CONNECTIONS",
-                                    "ETCD_ENDPOINTS",
-                                    "ETCD_PREFIX",
-                                    "ETCD_LEASE_TTL",
-                                    "unknown option",
-                                    "needs a value",
-                                    "--"};
+/* What an error may name: every setting, as --help lists them (so the list
+ * never drifts from the options table), or how the arguments were off. */
+#define MAX_NAMES 64
+static char names[MAX_NAMES][32];
+static size_t nnames;
+
+static void add_name(const char *n, size_t len) {
+  CHECK(nnames < MAX_NAMES && len < sizeof names[0]);
+  memcpy(names[nnames], n, len);
+  names[nnames++][len] = 0;
+}
+
+/* load_names reads the settings off --help: each of their lines starts
+ * with two spaces and the variable's name in capitals. */
+static void load_names(void) {
+  const char *u = sf__config_usage();
+  add_name("unknown option", 14);
+  add_name("needs a value", 13);
+  add_name("--", 2);
+  for (const char *l = u; l && *l;
+       l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+    size_t n = 0;
+    if (l[0] != ' ' || l[1] != ' ')
+      continue;
+    while (l[2 + n] >= 'A' && l[2 + n] <= 'Z') {
+      n++;
+      while (l[2 + n] == '_' || (l[2 + n] >= 'A' && l[2 + n] <= 'Z'))
+        n++;
+      break;
+    }
+    if (n > 0 && l[2 + n] == ' ')
+      add_name(l + 2, n);
+  }
+  CHECK(nnames > 10);
+}
 
 static void check_ok(const sf_srv_config *c, const sf_config_input *in) {
   unsigned char addr[16];
@@ -78,7 +95,9 @@ static void check_err(const char *err, size_t cap) {
   const char *nul = memchr(err, 0, cap);
   int named = 0;
   CHECK(nul != NULL && nul > err);
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+  if (!nnames)
+    load_names();
+  for (size_t i = 0; i < nnames; i++)
     if (strstr(err, names[i]))
       named = 1;
   CHECK(named);
