@@ -109,6 +109,15 @@ def clone(dest):
     return head
 
 
+def summary(out):
+    """make test's results: the cmocka totals, then each pytest summary
+    line (skips show there)."""
+    unit = [int(n) for n in re.findall(r"^\[  PASSED  \] (\d+) test", out, re.M)]
+    pytest = re.findall(r"^(\d+ (?:passed|failed|skipped|error).*) in ", out, re.M)
+    return "cmocka: %d passed in %d programs; pytest: %s" % (
+        sum(unit), len(unit), "; ".join(pytest))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -209,9 +218,7 @@ def main():
         lap("make clean, -n all, make, lint, test (not root): nothing installed")
         rc, out = m.exec("make test", timeout=3600)
         check(rc == 0, "the first make test exited %d:\n%s" % (rc, tail(out, 60)))
-        for line in out.splitlines():  # each pytest summary, skips included
-            if re.match(r"^\d+ (passed|failed|skipped)", line) or "PASSED" in line:
-                log("make test: " + line.strip())
+        log("make test: " + summary(out))
         lap("make test (installs, builds, tests)")
         run_step(m)
         lap("make run")
