@@ -10,8 +10,10 @@
 #      (one worker, http2) answering a constant body of the same size.
 #   3. Idle RSS of snowflaked (default THREADS) with no connection.
 #
-# h2load -t1 -cCONNS (64) -mSTREAMS (1) for DURATION s after a 1 s warm-up.
-# Prints tables and ratios; never fails on a number.
+# h2load -t1 -cCONNS (64) -mSTREAMS (1) for DURATION s a round. Besides
+# req/s, each round reports the server's CPU time per request (user + system,
+# from /proc/PID/stat), which a busy shared machine disturbs far less than
+# req/s. Prints tables and ratios; never fails on a number.
 #
 #   ROUNDS=3 DURATION=10 sh bench/bench_h2.sh     (make bench-h2)
 #   SNOWFLAKED=path  SERVER_CPU=0  CLIENT_CPU=1  STREAMS=1
@@ -62,41 +64,51 @@ sys.exit("bench_h2.sh: nothing answers on port %s" % sys.argv[1])
 PYEOF
 }
 
-# run_h2load URL [h2load args] -> "req_per_s non2xx_or_failed"
+cpu_ticks() { # cpu_ticks PID -> utime + stime in clock ticks
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+# run_h2load PID URL [h2load args] -> "req_per_s errors cpu_us_per_request"
 run_h2load() {
-  url=$1; shift
+  pid=$1 url=$2; shift 2
+  t0=$(cpu_ticks "$pid")
   taskset -c "$CLIENT_CPU" h2load -t1 -c"$CONNS" -m"$STREAMS" \
-    --warm-up-time=1 -D "$DURATION" "$@" "$url" > "$DIR/h2load.out" 2>&1 || true
-  awk '
+    -D "$DURATION" "$@" "$url" > "$DIR/h2load.out" 2>&1 || true
+  t1=$(cpu_ticks "$pid")
+  awk -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
     /^finished in/   { rps = $4 }
-    /^requests:/     { failed = $10 + $12 }
+    /^requests:/     { done = $6; failed = $10 + $12 }
     /^status codes:/ { ok = $3; bad = $5 + $7 + $9 }
-    END { printf "%.0f %d\n", rps, bad + failed + (ok == "" ? 1 : 0) }
+    END { printf "%.0f %d %.2f\n", rps, bad + failed + (ok == "" ? 1 : 0),
+                 done ? ticks * 1e6 / hz / done : 0 }
   ' "$DIR/h2load.out"
 }
 
-# rounds A_NAME A_URL B_NAME B_URL [h2load args]: alternating rounds; the
-# means and the ratio A/B.
+# rounds A_NAME A_PID A_URL B_NAME B_PID B_URL [h2load args]: alternating
+# rounds; the means and the ratios of A to B.
 rounds() {
-  a=$1 au=$2 b=$3 bu=$4; shift 4
-  printf '%-6s %-11s %12s %10s\n' round server "req/s" "errors"
+  a=$1 ap=$2 au=$3 b=$4 bp=$5 bu=$6; shift 6
+  printf '%-6s %-11s %12s %8s %16s\n' round server "req/s" errors "CPU us/request"
   : > "$DIR/rounds"
   r=1
   while [ "$r" -le "$ROUNDS" ]; do
     for who in "$a" "$b"; do
-      if [ "$who" = "$a" ]; then u=$au; else u=$bu; fi
-      set -- $(run_h2load "$u" "$@") "$@"
-      printf '%-6s %-11s %12s %10s\n' "$r" "$who" "$1" "$2"
-      echo "$who $1" >> "$DIR/rounds"
-      shift 2
+      if [ "$who" = "$a" ]; then u=$au p=$ap; else u=$bu p=$bp; fi
+      set -- $(run_h2load "$p" "$u" "$@") "$@"
+      printf '%-6s %-11s %12s %8s %16s\n' "$r" "$who" "$1" "$2" "$3"
+      echo "$who $1 $3" >> "$DIR/rounds"
+      shift 3
     done
     r=$((r + 1))
   done
   awk -v a="$a" -v b="$b" '
-    { n[$1]++; rps[$1] += $2 }
+    { n[$1]++; rps[$1] += $2; cpu[$1] += $3 }
     END {
       x = rps[a] / n[a]; y = rps[b] / n[b]
+      cx = cpu[a] / n[a]; cy = cpu[b] / n[b]
       printf "mean req/s: %s %.0f, %s %.0f; ratio %s/%s: %.2f\n", a, x, b, y, a, b, x / y
+      printf "mean CPU us/request: %s %.2f, %s %.2f; requests per CPU second, %s/%s: %.2f\n",
+        a, cx, b, cy, a, b, cy / cx
     }' "$DIR/rounds"
 }
 
@@ -118,12 +130,13 @@ wait_port "$SF_PORT"; wait_port "$GO_PORT"
 NEXT=/snowflake.v1.Snowflake/Next
 echo "== gRPC $NEXT count=1: snowflaked THREADS=1 vs grpc-go (GOMAXPROCS=1)"
 echo "   h2load -t1 -c$CONNS -m$STREAMS ${DURATION}s x $ROUNDS rounds; servers on cpu $SERVER_CPU, h2load on cpu $CLIENT_CPU"
-rounds snowflaked "http://127.0.0.1:$SF_PORT$NEXT" grpc-go "http://127.0.0.1:$GO_PORT$NEXT" \
+rounds snowflaked "$SF_PID" "http://127.0.0.1:$SF_PORT$NEXT" \
+  grpc-go "$GO_PID" "http://127.0.0.1:$GO_PORT$NEXT" \
   -d "$DIR/next.bin" -H "content-type: application/grpc" -H "te: trailers"
 ISSUED=$($PY -c 'import sys,urllib.request
 for l in urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1]).read().decode().splitlines():
     if l.startswith("snowflake_ids_issued_total "): print(l.split()[1])' "$SF_PORT")
-echo "(snowflaked issued $ISSUED IDs in all, one per call, warm-ups included)"
+echo "(snowflaked issued $ISSUED IDs in all: one per call)"
 kill "$SF_PID" "$GO_PID" 2>/dev/null || true
 wait "$SF_PID" "$GO_PID" 2>/dev/null || true
 PIDS=""
@@ -147,7 +160,8 @@ wait_port "$NG_PORT"
 echo
 echo "== GET /id over h2c: snowflaked THREADS=1 vs nginx http2 return 200 (one worker)"
 echo "   body ${#BODY} bytes; h2load -t1 -c$CONNS -m$STREAMS ${DURATION}s x $ROUNDS rounds"
-rounds snowflaked "http://127.0.0.1:$SF_PORT/id" nginx "http://127.0.0.1:$NG_PORT/id"
+rounds snowflaked "$SF_PID" "http://127.0.0.1:$SF_PORT/id" \
+  nginx "$NG_PID" "http://127.0.0.1:$NG_PORT/id"
 kill "$SF_PID" "$NG_PID" 2>/dev/null || true
 wait "$SF_PID" "$NG_PID" 2>/dev/null || true
 PIDS=""
