@@ -280,3 +280,24 @@ def test_h2load_grpc_next(snowflaked, tmp_path, pb):
     assert re.search(r"status codes: 1000 2xx", p.stdout), p.stdout
     assert metric(n, "protocol_requests_total", protocol="grpc") == 1000
     assert metric(n, "ids_issued_total") == 1000
+
+
+def test_bad_request_messages(snowflaked, client, pb):
+    """Bytes that are not a NextRequest: INVALID_ARGUMENT; a message over
+    4 KiB: RESOURCE_EXHAUSTED; neither mints an ID."""
+    n = snowflaked()
+    c = client(n)
+    raw = c.channel.unary_unary(
+        "/snowflake.v1.Snowflake/Next", request_serializer=lambda b: b,
+        response_deserializer=pb.NextReply.FromString)
+    code, msg = status_of(raw, b"\x08")  # a varint cut short
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "NextRequest" in msg
+    # Field 15 (bytes), 5,000 bytes: an unknown field, but too large.
+    big = b"\x7a" + bytes([0x88, 0x27]) + b"x" * 5000
+    code, msg = status_of(raw, big)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "4096" in msg
+    assert metric(n, "ids_issued_total") == 0
+    # The same channel still works.
+    assert len(c.next(pb.NextRequest(count=2), timeout=10).ids) == 2
