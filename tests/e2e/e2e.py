@@ -40,7 +40,6 @@ NODES = ("node1", "node2", "node3")
 PER_NODE = 50_000  # IDs fetched from each node in the concurrent phase
 BATCH = 500  # /ids?count= in the batch workers
 SINGLE_PER_WORKER = 2_500  # /id calls per single-ID worker
-STOP_BOUND_S = 2.0  # the bound for `docker compose stop`
 MACHINE_SHIFT, MACHINE_MASK = 12, (1 << 10) - 1  # the default layout
 
 
@@ -509,8 +508,9 @@ def test_dockerfile(dockerfile, ports, files, row):
         for node in NODES:
             check(exits[node][0] == 0, "%s exited %d on SIGTERM, want 0" %
                   (node, exits[node][0]))
-        check(row["stop_s"] < STOP_BOUND_S, "compose stop took %.2f s, bound "
-              "%.1f s" % (row["stop_s"], STOP_BOUND_S))
+        # Exit code 0 is the proof of a clean stop inside the 2 s grace
+        # period (past it Docker kills: 137); the time is reported, never
+        # asserted, as a loaded machine stretches it.
         row["result"] = "passed"
     finally:
         cl.down()
