@@ -560,9 +560,9 @@ def main():
           "not measurable here (no registry) | | | | | | | |")
     print()
     print("compose stop: the whole `%s stop` command, CLI start-up "
-          "included (bound %.1f s, stop_grace_period 2 s). SIGTERM to exit: "
-          "from docker's kill event to the die event, slowest node." %
-          (" ".join(COMPOSE), STOP_BOUND_S))
+          "included (stop_grace_period 2 s; every node must exit 0). SIGTERM "
+          "to exit: from docker's kill event to the die event, slowest node." %
+          " ".join(COMPOSE))
     print("Start to listening: docker's StartedAt to the timestamp docker "
           "gave snowflaked's start-up line (StartedAt is recorded when runc "
           "returns, so 0.000 means the line came first).")
