@@ -465,12 +465,16 @@ static void setup(void) {
   nghttp2_option_set_max_continuations(options, 8);
   nghttp2_option_set_max_outbound_ack(options, 1000);
   nghttp2_option_set_max_settings(options, 32);
+  nghttp2_option_set_no_closed_streams(options, 1);
 }
 
 static void *h2_conn_new(sf_worker *w) {
   static const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SF_H2_MAX_STREAMS},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, SF_H2_HEADER_MAX},
+      /* RFC 9218: no RFC 7540 priority tree, so nghttp2 keeps no closed
+       * streams and schedules answers by simple urgency queues. */
+      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
   };
   h2c *c;
   pthread_once(&setup_once, setup);
