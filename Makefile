@@ -66,8 +66,9 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 # the rest only check. Never while make reads this file: the install is the
 # first step of a make that does nothing else (DEPS_FRONT), and the build
 # happens in the fresh make it starts (SF_DEPS_READY=1).
-DEPS_INSTALL := run test test-unit test-integration test-ops test-tsan bench-gen \
-                bench-http bench-resp bench-h2 bench-views soak fuzz fuzz-ci
+DEPS_INSTALL := run test test-unit test-integration test-ops test-tsan bench \
+                bench-gen bench-http bench-resp bench-h2 bench-views soak fuzz \
+                fuzz-ci
 DEPS_NONE := clean uninstall deps e2e
 DEPS_test := build test ops
 DEPS_test-unit := build test
@@ -76,6 +77,7 @@ DEPS_test-ops := build test ops
 DEPS_test-tsan := build test
 DEPS_lint := lint
 DEPS_format := lint
+DEPS_bench := build bench
 DEPS_bench-http := build bench
 DEPS_bench-resp := build bench
 DEPS_bench-h2 := build bench
@@ -337,6 +339,9 @@ $(BENCH_VIEWS): bench/bench_views.c $(LIB_A)
 bench-views: $(BENCH_VIEWS) $(SERVER)
 	./$(BENCH_VIEWS)
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_views.sh
+
+# Every benchmark, one after the other (about 15 minutes).
+bench: bench-gen bench-http bench-views bench-resp bench-h2
 
 bench-gen: $(BENCH_GEN) $(CLI)
 	./$(BENCH_GEN) --cli ./$(CLI)
