@@ -48,8 +48,15 @@ def test_install_and_link(tmp_path):
          "DESTDIR=" + str(dest)], cwd=ROOT)
     pre = dest / "opt" / "sf"
     for f in ["include/snowflake.h", "lib/libsnowflake.a", "lib/libsnowflake.so",
-              "lib/pkgconfig/snowflake.pc", "bin/snowflake", "bin/snowflaked"]:
+              "lib/pkgconfig/snowflake.pc", "bin/snowflake", "bin/snowflaked",
+              "share/snowflake/proto/snowflake/v1/snowflake.proto"]:
         assert (pre / f).exists(), f
+    # The shipped .proto is one a client's code generator takes as it is.
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    run(["protoc-c", "--c_out=" + str(gen), "-I", str(pre / "share/snowflake/proto"),
+         "snowflake/v1/snowflake.proto"])
+    assert (gen / "snowflake/v1/snowflake.pb-c.h").exists()
     pc = (pre / "lib/pkgconfig/snowflake.pc").read_text()
     assert "prefix=/opt/sf" in pc and "libdir=/opt/sf/lib" in pc
 
