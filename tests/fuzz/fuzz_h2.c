@@ -23,21 +23,13 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "fuzz_node.h"
 #include "h2.h"
 #include "snowflake.h"
 
-#define NS_PER_MS INT64_C(1000000)
 #define FRAME_MAX (16777215 + 9) /* the most a peer's SETTINGS allows */
 
 static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-static int64_t clock_ns, clock_back_ns;
-
-static int64_t fuzz_clock(void *ctx) {
-  (void)ctx;
-  clock_ns += 1000;
-  return clock_ns - clock_back_ns;
-}
 
 static int64_t lease_val;
 
@@ -51,39 +43,6 @@ static int fuzz_lease_snap(void *ctx, sf_lease_snap *s) {
 }
 
 static const sf_lease_ops fuzz_lease = {fuzz_lease_snap, NULL, NULL};
-
-static sf_srv_config cfg;
-static sf_gen *gen;
-static sf_srv_stats *stats;
-static sf_node node;
-static sf_worker worker;
-
-static void setup(void) {
-  sf_config gc;
-  cfg.max_batch = 1000;
-  cfg.threads = 1;
-  cfg.clock_tolerance_ms = SF_DEFAULT_TOLERANCE_MS;
-  cfg.idle_timeout_ms = 1000;
-  cfg.max_connections = 100;
-  cfg.max_machine_id = 1023;
-  cfg.epoch_ms = SF_DEFAULT_EPOCH_MS;
-  clock_ns = (SF_DEFAULT_EPOCH_MS + INT64_C(86400000)) * NS_PER_MS;
-  sf_config_init(&gc);
-  gc.machine_id = 7;
-  gc.clock = fuzz_clock;
-  CHECK(sf_gen_new(&gc, &gen) == 0);
-  stats = aligned_alloc(64, sizeof *stats);
-  CHECK(stats != NULL);
-  memset(stats, 0, sizeof *stats);
-  node.gen = gen;
-  node.layout = sf_gen_layout(gen);
-  node.cfg = &cfg;
-  node.clock = fuzz_clock;
-  node.stats = stats;
-  node.nstats = 1;
-  node.start_unix_ms = SF_DEFAULT_EPOCH_MS;
-  CHECK(sf__worker_init(&worker, &node, stats) == 0);
-}
 
 /* The output so far, to check its framing at the end. */
 static uint8_t *out;

@@ -25,21 +25,9 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "fuzz_node.h"
 #include "http.h"
 #include "snowflake.h"
-
-#define NS_PER_MS INT64_C(1000000)
-
-/* A clock that moves 1 us per read, so a generator waiting for the next
- * millisecond finishes; now_ns only grows between inputs. */
-static int64_t clock_ns;
-static int64_t clock_back_ns;
-
-static int64_t fuzz_clock(void *ctx) {
-  (void)ctx;
-  clock_ns += 1000;
-  return clock_ns - clock_back_ns;
-}
 
 static int64_t lease_val;
 static uint64_t lease_gen;
@@ -68,39 +56,6 @@ static void fuzz_lease_stats(void *ctx, sf_lease_stats *out) {
 
 static const sf_lease_ops fuzz_lease = {fuzz_lease_snap, NULL,
                                         fuzz_lease_stats};
-
-static sf_srv_config cfg;
-static sf_gen *gen;
-static sf_srv_stats *stats;
-static sf_node node;
-static sf_worker worker;
-
-static void setup(void) {
-  sf_config gc;
-  cfg.max_batch = 1000;
-  cfg.threads = 1;
-  cfg.clock_tolerance_ms = SF_DEFAULT_TOLERANCE_MS;
-  cfg.idle_timeout_ms = 1000;
-  cfg.max_connections = 100;
-  cfg.max_machine_id = 1023;
-  cfg.epoch_ms = SF_DEFAULT_EPOCH_MS;
-  clock_ns = (SF_DEFAULT_EPOCH_MS + INT64_C(86400000)) * NS_PER_MS;
-  sf_config_init(&gc);
-  gc.machine_id = 7;
-  gc.clock = fuzz_clock;
-  CHECK(sf_gen_new(&gc, &gen) == 0);
-  stats = aligned_alloc(64, sizeof *stats);
-  CHECK(stats != NULL);
-  memset(stats, 0, sizeof *stats);
-  node.gen = gen;
-  node.layout = sf_gen_layout(gen);
-  node.cfg = &cfg;
-  node.clock = fuzz_clock;
-  node.stats = stats;
-  node.nstats = 1;
-  node.start_unix_ms = SF_DEFAULT_EPOCH_MS;
-  CHECK(sf__worker_init(&worker, &node, stats) == 0);
-}
 
 static int known_status(int code) {
   for (int i = 0; i < SF_ST_COUNT; i++)

@@ -16,18 +16,9 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "fuzz_node.h"
 #include "proto.h"
 #include "snowflake.h"
-
-#define NS_PER_MS INT64_C(1000000)
-
-static int64_t clock_ns, clock_back_ns;
-
-static int64_t fuzz_clock(void *ctx) {
-  (void)ctx;
-  clock_ns += 1000;
-  return clock_ns - clock_back_ns;
-}
 
 static int fuzz_no_lease(void *ctx, sf_lease_snap *s) {
   (void)ctx;
@@ -43,44 +34,6 @@ static void fuzz_kick(void *ctx) {
 }
 
 static const sf_lease_ops no_lease_ops = {fuzz_no_lease, fuzz_kick, NULL};
-
-static sf_srv_config cfg;
-static sf_gen *gen;
-static sf_srv_stats *stats;
-static sf_node node;
-static sf_worker worker;
-
-/* setup builds the node once; later calls do nothing. */
-static void setup(void) {
-  static int ready;
-  sf_config gc;
-  if (ready)
-    return;
-  ready = 1;
-  cfg.max_batch = 1000;
-  cfg.threads = 1;
-  cfg.clock_tolerance_ms = SF_DEFAULT_TOLERANCE_MS;
-  cfg.idle_timeout_ms = 1000;
-  cfg.max_connections = 100;
-  cfg.max_machine_id = 1023;
-  cfg.epoch_ms = SF_DEFAULT_EPOCH_MS;
-  clock_ns = (SF_DEFAULT_EPOCH_MS + INT64_C(86400000)) * NS_PER_MS;
-  sf_config_init(&gc);
-  gc.machine_id = 7;
-  gc.clock = fuzz_clock;
-  CHECK(sf_gen_new(&gc, &gen) == 0);
-  stats = aligned_alloc(64, sizeof *stats);
-  CHECK(stats != NULL);
-  memset(stats, 0, sizeof *stats);
-  node.gen = gen;
-  node.layout = sf_gen_layout(gen);
-  node.cfg = &cfg;
-  node.clock = fuzz_clock;
-  node.stats = stats;
-  node.nstats = 1;
-  node.start_unix_ms = SF_DEFAULT_EPOCH_MS;
-  CHECK(sf__worker_init(&worker, &node, stats) == 0);
-}
 
 /* drive feeds data to a new connection of p as server.c would and returns
  * everything it answered (*out_len bytes, in a buffer reused across
