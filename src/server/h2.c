@@ -545,6 +545,15 @@ static int h2_closing(const void *pc) {
                      !nghttp2_session_want_write(c->s));
 }
 
+static void h2_goaway(void *pc) {
+  h2c *c = pc;
+  if (!c->dead &&
+      nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE,
+                            nghttp2_session_get_last_proc_stream_id(c->s),
+                            NGHTTP2_NO_ERROR, NULL, 0) == 0)
+    pump(c);
+}
+
 static void h2_conn_free(void *pc) {
   h2c *c = pc;
   nghttp2_session_del(c->s);
@@ -566,4 +575,5 @@ const sf_proto sf__proto_h2 = {
     .sent = h2_sent,
     .closing = h2_closing,
     .conn_free = h2_conn_free,
+    .goaway = h2_goaway,
 };

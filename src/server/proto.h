@@ -36,6 +36,10 @@ typedef struct sf_proto {
   /* closing is true once the connection should close after its output. */
   int (*closing)(const void *pc);
   void (*conn_free)(void *pc);
+  /* goaway queues the protocol's goodbye when the server shuts down (an
+   * HTTP/2 GOAWAY: no new streams), for output() to hand out before the
+   * connection closes; NULL: the connection just closes. */
+  void (*goaway)(void *pc);
   /* busy is sent to a connection refused at MAX_CONNECTIONS before it is
    * closed (the protocol's own "server busy" answer), or NULL. */
   const char *busy;

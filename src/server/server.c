@@ -406,9 +406,13 @@ static void on_stop(uv_async_t *a) {
   wk->stopping = 1;
   for (unsigned i = 0; i < wk->nlisteners; i++)
     uv_close((uv_handle_t *)&wk->listeners[i].tcp, on_handle_closed);
-  /* Idle connections go now; the others once their answers are out. */
+  /* Idle connections go now, after a goodbye where the protocol has one
+   * (flush closes once it is out); the others once their answers are. */
   for (conn *c = wk->conns; c; c = c->next)
-    if (!c->writing && c->pending_len == 0)
+    if (c->pc && c->proto->goaway && !c->writing && !c->closed) {
+      c->proto->goaway(c->pc);
+      flush(c);
+    } else if (!c->writing && c->pending_len == 0)
       close_conn(c);
   uv_timer_start(&wk->stop_timer, on_stop_timer, STOP_MS, 0);
   maybe_finish(wk);

@@ -102,6 +102,23 @@ def test_well_behaved_raw_client(snowflaked):
     assert b > a
 
 
+def test_sigterm_says_goaway_no_error(snowflaked):
+    """A shutdown tells an idle HTTP/2 client goodbye (GOAWAY NO_ERROR,
+    naming the last stream it served) before the connection closes, and
+    the node still exits 0."""
+    n = snowflaked()
+    c = Raw(n.port)
+    c.send(c.headers(1, req_headers("/id")))
+    c.frames(until=lambda f: isinstance(f, hf.DataFrame)
+             and "END_STREAM" in f.flags)
+    assert n.stop() == 0
+    fs = c.frames()  # until the server closes
+    g = [f for f in fs if isinstance(f, hf.GoAwayFrame)]
+    assert len(g) == 1, fs
+    assert g[0].error_code == 0 and g[0].last_stream_id == 1, g[0]
+    c.close()
+
+
 def test_bad_preface_is_answered_as_http1(snowflaked):
     """Not the HTTP/2 preface: the connection stays HTTP/1.x, whose parser
     refuses "HTTP/2.0" with 505 and closes."""
