@@ -140,4 +140,17 @@ static inline int fx_count(const char *hay, const char *needle) {
   return n;
 }
 
+/* assert_increasing_machine7 checks that ids[0..n) carry the fixture's
+ * machine id 7 and increase. */
+static inline void assert_increasing_machine7(const proto_fx *f,
+                                              const uint64_t *ids, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    sf_parts parts;
+    assert_int_equal(sf_decode(f->node.layout, ids[i], &parts), 0);
+    assert_int_equal(parts.machine_id, 7);
+    if (i > 0)
+      assert_true(ids[i] > ids[i - 1]);
+  }
+}
+
 #endif /* SF_PROTO_FX_H */

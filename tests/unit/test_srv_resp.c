@@ -24,17 +24,6 @@ static size_t ids_in(const char *out, uint64_t *ids, size_t max) {
   return k;
 }
 
-static void assert_increasing_machine7(const proto_fx *f, const uint64_t *ids,
-                                       size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    sf_parts parts;
-    assert_int_equal(sf_decode(f->node.layout, ids[i], &parts), 0);
-    assert_int_equal(parts.machine_id, 7);
-    if (i > 0)
-      assert_true(ids[i] > ids[i - 1]);
-  }
-}
-
 static void test_get_id(void **state) {
   proto_fx *f = fx_new(&sf__proto_redis, 10000);
   uint64_t ids[4];
