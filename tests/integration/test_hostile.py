@@ -68,6 +68,29 @@ HOSTILE = {
 }
 
 
+def flood_unread(port, req):
+    """Sends req over and over on a connection that never reads its
+    answers, until the server stops reading too (both socket buffers full,
+    no progress for 1 s), 64 MiB, or DEADLINE. Returns the open socket and
+    the bytes sent."""
+    s = connect(port)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.setblocking(False)
+    sent, stalled_since = 0, None
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end and sent < 64 << 20:
+        try:
+            sent += s.send(req * 64)
+            stalled_since = None
+        except BlockingIOError:
+            if stalled_since is None:
+                stalled_since = time.monotonic()
+            elif time.monotonic() - stalled_since > 1.0:
+                break
+            time.sleep(0.01)
+    return s, sent
+
+
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_request_gets_4xx_or_close(snowflaked, name):
     node = snowflaked()
@@ -115,23 +138,7 @@ def test_client_that_never_reads(snowflaked):
     bounded, and everyone else is still served."""
     node = snowflaked(THREADS="1", IDLE_TIMEOUT_MS="600000")
     req = request("GET", "/ids?count=10000")
-    s = connect(node.port)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.setblocking(False)
-    sent = 0
-    stalled_since = None
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end and sent < 64 << 20:
-        try:
-            sent += s.send(req * 64)
-            stalled_since = None
-        except BlockingIOError:
-            # The server no longer reads: both socket buffers are full.
-            if stalled_since is None:
-                stalled_since = time.monotonic()
-            elif time.monotonic() - stalled_since > 1.0:
-                break
-            time.sleep(0.01)
+    s, sent = flood_unread(node.port, req)
     try:
         serves_id(node)
         rss_mb = vm_rss_kb(node.proc.pid) / 1024.0

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import connect, recv_all
-from test_hostile import sanitized, vm_rss_kb
+from test_hostile import flood_unread, sanitized, vm_rss_kb
 
 redis = pytest.importorskip("redis", reason="python3-redis not installed")
 pymemcache = pytest.importorskip("pymemcache.client.base",
@@ -298,21 +298,7 @@ def test_client_that_never_reads(snowflaked, proto):
     else:
         port = n.memcached_port
         req = b"get " + b" ".join(b"k%d" % i for i in range(1000)) + b"\r\n"
-    s = connect(port)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.setblocking(False)
-    sent, stalled_since = 0, None
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end and sent < 64 << 20:
-        try:
-            sent += s.send(req * 64)
-            stalled_since = None
-        except BlockingIOError:
-            if stalled_since is None:
-                stalled_since = time.monotonic()
-            elif time.monotonic() - stalled_since > 1.0:
-                break
-            time.sleep(0.01)
+    s, sent = flood_unread(port, req)
     try:
         assert redis.Redis(port=n.redis_port).get("id")
         assert mc(n).get("id")
