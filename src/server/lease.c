@@ -535,14 +535,6 @@ int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
   return 0;
 }
 
-int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
-  sf_lease_snap s;
-  sf__lease_snapshot(l, &s);
-  if (gen)
-    *gen = s.gen;
-  return s.id;
-}
-
 void sf__lease_kick(sf_lease *l) {
   if (l && !atomic_exchange(&l->kicked, true))
     wake(l);

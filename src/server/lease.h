@@ -121,9 +121,6 @@ int sf__lease_start(const sf_lease_config *c, sf_lease **out, char *err,
  * any snapshot could show it. Cheap (a seqlock read and one clock read),
  * safe from any thread. */
 int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s);
-/* sf__lease_machine_id returns the id that may be used now, or -1, and the
- * generation in *gen unless gen is NULL (sf__lease_snapshot's). */
-int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen);
 /* sf__lease_kick asks the keepalive thread to move the mark forward now (a
  * mint found its IDs at or past mark_ms). Never blocks; NULL is allowed. */
 void sf__lease_kick(sf_lease *l);

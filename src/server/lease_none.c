@@ -29,13 +29,6 @@ int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
   return -1;
 }
 
-int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
-  (void)l;
-  if (gen)
-    *gen = 0;
-  return -1;
-}
-
 void sf__lease_kick(sf_lease *l) {
   (void)l;
 }
