@@ -10,11 +10,10 @@
  * this order, and the lease's deadline: lease.h.)
  *
  * The floor, exactly: every holder issues only IDs whose unix ms is below
- * the mark it has stored (sf_lease_snap.mark_ms is strict), and each mark
- * it stores is at least the last. So every ID an earlier holder issued has
- * a unix ms <= M - 1, where M is the mark our claim read. We publish
- * floor_ms = M - 1 ("IDs at or below it may exist"), and issue only above
- * it, i.e. at M or later. M = 0 (no mark yet): floor 0, none.
+ * a mark etcd acknowledged (sf_lease_snap.mark_ms is strict), and etcd's
+ * mark never goes down (etcd.c: each write is a compare-and-set upwards).
+ * So every ID an earlier holder issued has a unix ms <= M - 1, M the mark
+ * our claim read: floor_ms = M - 1, and we issue only at M or later.
  *
  * Publishing: the keepalive thread is the only writer after start (start
  * and stop write while it is not running). The published fields (id,
@@ -55,6 +54,7 @@ struct sf_lease {
   int64_t held_id; /* the id last claimed, -1 */
   int64_t held_floor, held_mark;
   int64_t mark_retry_ns; /* no mark write before this after a failure */
+  bool mark_refused;     /* the last mark write was refused (logged once) */
 
   /* published under the seqlock */
   _Atomic uint64_t seq; /* odd while a write is in progress */
@@ -185,21 +185,41 @@ static long candidates(sf_lease *l, const sf_etcd_ids *ids, cand **out) {
   return n;
 }
 
+enum { MARK_STORED, MARK_FENCED, MARK_FAILED };
+
+/* store_mark raises id's mark to *mark (etcd.c: only upwards) and counts
+ * it: MARK_STORED with *mark as stored (higher when a write of ours counted
+ * as failed landed after all), MARK_FENCED, or MARK_FAILED. */
+static int store_mark(sf_lease *l, uint64_t id, int64_t lease, int64_t *mark) {
+  char err[512];
+  bool owned = false;
+  int64_t stored = 0;
+  int rc = l->ops->raise_mark(l->etcd, id, lease, *mark, &owned, &stored, err,
+                              sizeof err);
+  if (rc == SF_ETCD_OK && owned && stored >= *mark) {
+    *mark = stored;
+    l->mark_refused = false;
+    atomic_fetch_add(&l->mark_writes, 1);
+    return MARK_STORED;
+  }
+  if (rc == SF_ETCD_OK && !owned)
+    return MARK_FENCED;
+  if (rc == SF_ETCD_REFUSED && !l->mark_refused)
+    fprintf(stderr, "snowflaked: etcd: %s\n", err);
+  l->mark_refused = rc == SF_ETCD_REFUSED;
+  atomic_fetch_add(&l->mark_errors, 1);
+  return MARK_FAILED;
+}
+
 /* first_mark stores the first mark of the holder of id (claimed with the
  * stored mark stored) and publishes the id under a new generation. */
 static void first_mark(sf_lease *l, uint64_t id, int64_t lease, int ttl,
                        int64_t t0, int64_t stored) {
-  char err[256];
   int64_t floor = stored > 0 ? stored - 1 : 0;
   int64_t now = gen_ms(l), mark = (now > stored ? now : stored) + leap_ms(l);
-  bool won = false;
-  int rc = l->ops->put_mark(l->etcd, id, lease, mark, &won, err, sizeof err);
-  if (rc == SF_ETCD_OK && won) {
-    atomic_fetch_add(&l->mark_writes, 1);
-  } else {
+  if (store_mark(l, id, lease, &mark) != MARK_STORED) {
     /* Nothing above the floor is issuable until the keepalive thread
      * stores a mark (it tries at once). */
-    atomic_fetch_add(&l->mark_errors, 1);
     mark = stored > 0 ? stored : 0;
   }
   l->held_id = (int64_t)id;
@@ -362,27 +382,22 @@ static int64_t mark_due_ms(sf_lease *l) {
 /* renew_mark stores the next mark, max(now, floor + 1) + leap, fenced on our
  * key being bound to our lease, and publishes it once etcd has it. */
 static void renew_mark(sf_lease *l) {
-  char err[512];
   atomic_store(&l->kicked, false);
   int64_t now = gen_ms(l);
   int64_t base = now > l->held_floor ? now : l->held_floor + 1;
   int64_t mark = base + leap_ms(l);
   if (mark <= l->held_mark)
     return; /* a kick with nothing to gain: the clock did not move on */
-  bool won = false;
   int rc =
-      l->ops->put_mark(l->etcd, (uint64_t)l->held_id, atomic_load(&l->lease_id),
-                       mark, &won, err, sizeof err);
-  if (rc == SF_ETCD_OK && won) {
+      store_mark(l, (uint64_t)l->held_id, atomic_load(&l->lease_id), &mark);
+  if (rc == MARK_STORED) {
     l->held_mark = mark;
     view v;
     read_view(l, &v);
     pub(l, v.id, v.floor, mark, v.deadline, false);
-    atomic_fetch_add(&l->mark_writes, 1);
-  } else if (rc == SF_ETCD_OK) { /* fenced out: our key is not ours */
+  } else if (rc == MARK_FENCED) {
     lose(l, "its key in etcd is no longer bound to our lease");
   } else {
-    atomic_fetch_add(&l->mark_errors, 1);
     l->mark_retry_ns = now_ns() + RETRY_MS * 1000000;
   }
 }

@@ -22,12 +22,18 @@
 
 typedef struct fake_etcd {
   pthread_mutex_t mu;
-  bool down;              /* every operation: unreachable */
-  int64_t next_lease;     /* the last lease granted */
-  bool alive[64];         /* by lease id */
-  int64_t holder[NIDS];   /* id -> lease, 0: free */
-  int64_t mark[NIDS];     /* id -> stored mark, 0: none */
-  unsigned mark_puts;     /* put_mark calls that stored */
+  bool down;            /* every operation: unreachable */
+  int64_t next_lease;   /* the last lease granted */
+  bool alive[64];       /* by lease id */
+  int64_t holder[NIDS]; /* id -> lease, 0: free */
+  int64_t mark[NIDS];   /* id -> stored mark, 0: none */
+  unsigned mark_puts;   /* raise_mark calls that stored */
+  bool hold_next;       /* the next raise is held (not applied) */
+  bool lose_answer;     /* the next raise applies, its answer is lost */
+  struct {
+    uint64_t id;
+    int64_t lease, mark;
+  } held;                 /* the raise held on the way */
   _Atomic int64_t now_ms; /* the generator's clock */
 } fake_etcd;
 
@@ -104,7 +110,7 @@ static int f_claim(void *ctx, uint64_t id, int64_t lease, bool *won,
   fake_etcd *f = ctx;
   pthread_mutex_lock(&f->mu);
   DOWN_CHECK(f);
-  *won = f->holder[id] == 0;
+  *won = f->holder[id] == 0 || f->holder[id] == lease; /* or our copy's */
   if (*won) {
     f->holder[id] = lease;
     *mark = f->mark[id];
@@ -123,18 +129,50 @@ static int f_owner(void *ctx, uint64_t id, int64_t *lease, char *err,
   return SF_ETCD_OK;
 }
 
-static int f_put_mark(void *ctx, uint64_t id, int64_t lease, int64_t mark_ms,
-                      bool *won, char *err, size_t errlen) {
-  fake_etcd *f = ctx;
-  pthread_mutex_lock(&f->mu);
-  DOWN_CHECK(f);
-  *won = f->holder[id] == lease; /* the fence */
-  if (*won) {
+/* apply_raise is etcd's raise transaction: fenced on the holder's lease,
+ * compare-and-set upwards on the mark. */
+static void apply_raise(fake_etcd *f, uint64_t id, int64_t lease,
+                        int64_t mark_ms, bool *owned, int64_t *stored) {
+  *owned = f->holder[id] == lease; /* the fence */
+  if (*owned && f->mark[id] < mark_ms) {
     f->mark[id] = mark_ms;
     f->mark_puts++;
   }
+  *stored = f->mark[id];
+}
+
+static int f_raise_mark(void *ctx, uint64_t id, int64_t lease, int64_t mark_ms,
+                        bool *owned, int64_t *stored, char *err,
+                        size_t errlen) {
+  fake_etcd *f = ctx;
+  pthread_mutex_lock(&f->mu);
+  DOWN_CHECK(f);
+  if (f->hold_next) { /* sits in a frozen member: the caller times out */
+    f->hold_next = false;
+    f->held.id = id;
+    f->held.lease = lease;
+    f->held.mark = mark_ms;
+    snprintf(err, errlen, "fake etcd: held");
+    pthread_mutex_unlock(&f->mu);
+    return SF_ETCD_UNREACHABLE;
+  }
+  apply_raise(f, id, lease, mark_ms, owned, stored);
+  if (f->lose_answer) { /* applied, but the answer never comes */
+    f->lose_answer = false;
+    snprintf(err, errlen, "fake etcd: answer lost");
+    pthread_mutex_unlock(&f->mu);
+    return SF_ETCD_UNREACHABLE;
+  }
   pthread_mutex_unlock(&f->mu);
   return SF_ETCD_OK;
+}
+
+/* deliver_held applies the held raise now, late. */
+static void deliver_held(void) {
+  bool owned;
+  int64_t stored;
+  LOCKED(apply_raise(&fx, fx.held.id, fx.held.lease, fx.held.mark, &owned,
+                     &stored));
 }
 
 static const sf_etcd_ops fake_ops = {
@@ -144,7 +182,7 @@ static const sf_etcd_ops fake_ops = {
     .scan = f_scan,
     .claim = f_claim,
     .owner = f_owner,
-    .put_mark = f_put_mark,
+    .raise_mark = f_raise_mark,
 };
 
 static int setup(void **state) {
@@ -301,6 +339,56 @@ static void test_unreachable_etcd_never_shows_an_unstored_mark(void **state) {
   sf__lease_stop(l);
 }
 
+static void test_late_copy_of_an_older_mark_changes_nothing(void **state) {
+  (void)state;
+  sf_lease *l = must_start();
+  sf_lease_snap a, b;
+  sf_lease_stats st;
+  assert_int_equal(sf__lease_snapshot(l, &a), 0);
+  /* The next mark write sits in a frozen member: we time out. */
+  LOCKED(fx.hold_next = true);
+  atomic_store(&fx.now_ms, T0_MS + LEAP / 2 + 1);
+  sf__lease_kick(l);
+  WAIT_UNTIL((sf__lease_stats_get(l, &st), st.mark_errors > 0));
+  /* Later writes go through and carry the mark further. */
+  atomic_store(&fx.now_ms, T0_MS + 2 * LEAP);
+  sf__lease_kick(l);
+  WAIT_UNTIL(sf__lease_snapshot(l, &b) == 0 && b.mark_ms > a.mark_ms);
+  assert_true(b.mark_ms == T0_MS + 3 * LEAP);
+  /* The held write lands now, with our key still on our lease: it is below
+   * the stored mark, so it changes nothing. */
+  assert_true(fx.held.mark == T0_MS + LEAP / 2 + 1 + LEAP);
+  deliver_held();
+  assert_true(stored_mark(0) == b.mark_ms);
+  assert_int_equal(sf__lease_snapshot(l, &b), 0);
+  assert_true(b.mark_ms == stored_mark(0));
+  sf__lease_stop(l);
+}
+
+static void test_mark_write_whose_answer_was_lost_is_adopted(void **state) {
+  (void)state;
+  sf_lease *l = must_start();
+  sf_lease_snap a, b;
+  sf_lease_stats st;
+  assert_int_equal(sf__lease_snapshot(l, &a), 0);
+  /* etcd stores the next mark, but its answer never reaches us. */
+  LOCKED(fx.lose_answer = true);
+  atomic_store(&fx.now_ms, T0_MS + LEAP / 2 + 1);
+  sf__lease_kick(l);
+  WAIT_UNTIL((sf__lease_stats_get(l, &st), st.mark_errors > 0));
+  assert_true(stored_mark(0) == T0_MS + LEAP / 2 + 1 + LEAP);
+  /* Until an answer says so, the mark shown stays the acknowledged one. */
+  assert_int_equal(sf__lease_snapshot(l, &b), 0);
+  assert_true(b.mark_ms <= stored_mark(0));
+  /* The retry asks for the same mark: etcd has it already, so it is not
+   * put again, and the holder takes it as its own. */
+  WAIT_UNTIL(sf__lease_snapshot(l, &b) == 0 && b.mark_ms > a.mark_ms);
+  assert_true(b.mark_ms == stored_mark(0));
+  assert_int_equal(fx.mark_puts, 2);
+  assert_true(b.gen == a.gen);
+  sf__lease_stop(l);
+}
+
 static void test_fenced_out_holder_gives_the_id_up(void **state) {
   (void)state;
   sf_lease *l = must_start();
@@ -354,6 +442,8 @@ int main(void) {
       T(test_prefers_a_free_id_whose_mark_is_behind),
       T(test_mark_moves_ahead_under_the_same_generation),
       T(test_unreachable_etcd_never_shows_an_unstored_mark),
+      T(test_late_copy_of_an_older_mark_changes_nothing),
+      T(test_mark_write_whose_answer_was_lost_is_adopted),
       T(test_fenced_out_holder_gives_the_id_up),
       T(test_every_id_taken_is_an_error),
       T(test_snapshot_of_no_lease),
