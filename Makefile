@@ -141,7 +141,7 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 ifeq ($(WITH_ETCD),auto)
 WITH_ETCD := $(shell pkg-config --exists jansson && echo 1 || echo 0)
 endif
-ETCD_SRC := src/server/lease.c src/server/etcd.c src/server/etcd_http.c
+ETCD_SRC := src/server/lease.c src/server/lease_claim.c src/server/etcd.c src/server/etcd_http.c
 ifeq ($(WITH_ETCD),1)
 ETCD_CFLAGS := -DSF_WITH_ETCD=1 $(shell pkg-config --cflags jansson)
 ETCD_LIBS := $(shell pkg-config $(if $(filter 1,$(STATIC)),--static) --libs jansson)

@@ -33,7 +33,8 @@
  * differ by less than margin/TTL. The deadline is checked on every
  * snapshot: a keepalive thread that stalls cannot extend it.
  *
- * Files: lease.c (this state machine and the keepalive thread), etcd.c and
+ * Files: lease.c (this state machine and the keepalive thread),
+ * lease_claim.c (the claim and the marks), lease_int.h, etcd.c and
  * etcd_http.c (the etcd client), lease_none.c (the build without etcd,
  * WITH_ETCD=0: every start fails with a message saying so).
  */
