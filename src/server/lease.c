@@ -71,6 +71,22 @@ static void wake(sf_lease *l) {
     perror("snowflaked: lease: write(eventfd)");
 }
 
+/* set_why records why no id is held ("": one is), and logs each change of
+ * cause once, not each failed try. */
+static void set_why(sf_lease *l, const char *why) {
+  pthread_mutex_lock(&l->why_mu);
+  bool changed = strncmp(l->why, why, sizeof l->why - 1) != 0;
+  if (changed) {
+    snprintf(l->why, sizeof l->why, "%s", why);
+    for (char *p = l->why; *p; p++) /* one line in every protocol */
+      if ((unsigned char)*p < 0x20 || *p == 0x7f)
+        *p = ' ';
+  }
+  pthread_mutex_unlock(&l->why_mu);
+  if (changed && *why)
+    fprintf(stderr, "snowflaked: etcd: no machine id: %s (retrying)\n", why);
+}
+
 /* lose gives up the id; a held id counts as a loss once. */
 static void lose(sf_lease *l, const char *why) {
   if (atomic_load(&l->state) == SF_LEASE_HELD) {
@@ -79,25 +95,40 @@ static void lose(sf_lease *l, const char *why) {
             (long long)l->held_id, why);
   }
   sf__lease_pub(l, -1, 0, 0, 0, true);
+  char w[300];
+  snprintf(w, sizeof w, "machine id %lld given up: %s", (long long)l->held_id,
+           why);
+  set_why(l, w);
+}
+
+/* backoff_ms is the wait before the next try while no id is held: doubling
+ * from SF_LEASE_BACKOFF_MIN_MS up to SF_LEASE_BACKOFF_MAX_MS, each drawn
+ * from [half, whole] so that nodes started together spread out. */
+static int64_t backoff_ms(sf_lease *l) {
+  int64_t b = l->backoff_ms ? l->backoff_ms * 2 : SF_LEASE_BACKOFF_MIN_MS;
+  l->backoff_ms = b < SF_LEASE_BACKOFF_MAX_MS ? b : SF_LEASE_BACKOFF_MAX_MS;
+  l->rng ^= l->rng << 13;
+  l->rng ^= l->rng >> 7;
+  l->rng ^= l->rng << 17;
+  return l->backoff_ms / 2 +
+         (int64_t)(l->rng % (uint64_t)(l->backoff_ms / 2 + 1));
 }
 
 /* recover runs while no id is held: take the old id back if etcd still has
  * the lease and our key on it (its floor and mark are still ours);
  * otherwise claim afresh. */
-static void recover(sf_lease *l) {
-  char err[512];
+static void try_recover(sf_lease *l, char *err, size_t errlen) {
   int64_t lease = atomic_load(&l->lease_id);
   if (lease != 0) {
     int ttl = 0;
     int64_t t0 = now_ns(), owner = 0;
-    int rc = l->ops->keepalive(l->etcd, lease, &ttl, err, sizeof err);
+    int rc = l->ops->keepalive(l->etcd, lease, &ttl, err, errlen);
     if (rc == SF_ETCD_UNREACHABLE) {
       atomic_fetch_add(&l->renew_errors, 1);
       return;
     }
     if (rc == SF_ETCD_OK && ttl > 0 && l->held_id >= 0) {
-      rc =
-          l->ops->owner(l->etcd, (uint64_t)l->held_id, &owner, err, sizeof err);
+      rc = l->ops->owner(l->etcd, (uint64_t)l->held_id, &owner, err, errlen);
       if (rc == SF_ETCD_UNREACHABLE)
         return;
       if (rc == SF_ETCD_OK && owner == lease) {
@@ -113,13 +144,21 @@ static void recover(sf_lease *l) {
       }
     }
     /* etcd dropped the lease, or our key is gone from it: start over. */
-    l->ops->revoke(l->etcd, lease, err, sizeof err);
+    l->ops->revoke(l->etcd, lease, err, errlen);
     atomic_store(&l->lease_id, 0);
   }
-  if (sf__lease_claim(l, err, sizeof err) == CLAIM_OK)
+  if (sf__lease_claim(l, err, errlen) == CLAIM_OK)
     fprintf(stderr, "snowflaked: etcd: took machine id %lld (lease %llx)\n",
             (long long)l->held_id,
             (unsigned long long)atomic_load(&l->lease_id));
+}
+
+/* recover tries once to hold an id again, and records why not. */
+static void recover(sf_lease *l) {
+  char err[512] = "";
+  try_recover(l, err, sizeof err);
+  atomic_fetch_add(&l->attempts, 1);
+  set_why(l, atomic_load(&l->state) == SF_LEASE_HELD ? "" : err);
 }
 
 /* renew sends one keepalive: true when the lease was renewed. */
@@ -181,7 +220,7 @@ static void renew_mark(sf_lease *l) {
 
 static void *keepalive_main(void *arg) {
   sf_lease *l = arg;
-  int64_t next_ka = now_ns() + (int64_t)atomic_load(&l->ttl_s) * 1000000000 / 3;
+  int64_t next_ka = now_ns(); /* no id yet: claim at once */
   while (!atomic_load(&l->stopping)) {
     bool held = atomic_load(&l->state) == SF_LEASE_HELD;
     int64_t wait = (next_ka - now_ns()) / 1000000;
@@ -199,9 +238,12 @@ static void *keepalive_main(void *arg) {
       if (now_ns() < next_ka)
         continue; /* a kick: recovery keeps its own pace */
       recover(l);
-      next_ka = now_ns() + RETRY_MS * 1000000;
-      if (atomic_load(&l->state) == SF_LEASE_HELD)
-        next_ka += (int64_t)atomic_load(&l->ttl_s) * 1000000000 / 3;
+      if (atomic_load(&l->state) == SF_LEASE_HELD) {
+        l->backoff_ms = 0;
+        next_ka = now_ns() + (int64_t)atomic_load(&l->ttl_s) * 1000000000 / 3;
+      } else {
+        next_ka = now_ns() + backoff_ms(l) * 1000000;
+      }
       continue;
     }
     if (now_ns() >= next_ka) {
@@ -226,6 +268,8 @@ static void lease_free(sf_lease *l) {
   if (l->wake_fd >= 0)
     close(l->wake_fd);
   sf__etcd_free(l->owned);
+  pthread_mutex_destroy(&l->why_mu);
+  free(l->prefix);
   free(l);
 }
 
@@ -243,7 +287,12 @@ static int lease_new(const sf_lease_config *c, sf_lease **out, char *err,
   atomic_init(&l->id, -1);
   atomic_init(&l->state, SF_LEASE_LOST);
   l->held_id = -1;
+  l->min_id = c->min_id;
   l->max_id = c->max_id;
+  pthread_mutex_init(&l->why_mu, NULL);
+  snprintf(l->why, sizeof l->why, "no machine id claimed yet");
+  l->rng = (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)l;
+  l->rng += !l->rng; /* xorshift's state must not be 0 */
   l->leap_ms = c->leap_ms;
   l->clock = c->clock ? c->clock : sf_clock_monotonic;
   l->clock_ctx = c->clock_ctx;
@@ -254,11 +303,18 @@ static int lease_new(const sf_lease_config *c, sf_lease **out, char *err,
     snprintf(err, errlen, "eventfd: %s", strerror(errno));
     return -1;
   }
-  if (c->max_id >= SF_LEASE_MAX_IDS) {
+  if (c->max_id >= SF_LEASE_MAX_IDS || c->min_id > c->max_id) {
     snprintf(err, errlen,
-             "machine id range 0..%llu too large for etcd leases "
-             "(at most 0..%u)",
-             (unsigned long long)c->max_id, SF_LEASE_MAX_IDS - 1);
+             "machine id range %llu..%llu not possible for etcd leases "
+             "(at most 0..%u, low to high)",
+             (unsigned long long)c->min_id, (unsigned long long)c->max_id,
+             SF_LEASE_MAX_IDS - 1);
+    return -1;
+  }
+  l->prefix =
+      strdup(c->prefix && *c->prefix ? c->prefix : SF_LEASE_DEFAULT_PREFIX);
+  if (!l->prefix) {
+    snprintf(err, errlen, "out of memory");
     return -1;
   }
   if (c->ops)
@@ -266,9 +322,7 @@ static int lease_new(const sf_lease_config *c, sf_lease **out, char *err,
   /* Each request gets about a third of the TTL, so a dead endpoint still
    * leaves time to try the next one before the id's deadline. */
   long t = (long)l->ttl_req_s * 1000 / 3;
-  const char *prefix =
-      c->prefix && *c->prefix ? c->prefix : SF_LEASE_DEFAULT_PREFIX;
-  int rc = sf__etcd_new(c->endpoints, prefix,
+  int rc = sf__etcd_new(c->endpoints, l->prefix,
                         t < 300    ? 300
                         : t > 3000 ? 3000
                                    : (int)t,
@@ -285,32 +339,19 @@ int sf__lease_start(const sf_lease_config *cfg, sf_lease **out, char *err,
     lease_free(l);
     return -1;
   }
-  /* Keep trying for about one TTL: etcd may still be starting. */
-  int64_t give_up = now_ns() + (int64_t)l->ttl_req_s * 1000000000;
-  char why[512] = "";
-  int rc;
-  while ((rc = sf__lease_claim(l, why, sizeof why)) == CLAIM_RETRY &&
-         now_ns() < give_up)
-    usleep(200 * 1000);
-  if (rc == CLAIM_FULL) {
-    snprintf(err, errlen, "%s \"%s\"", why,
-             cfg->prefix && *cfg->prefix ? cfg->prefix
-                                         : SF_LEASE_DEFAULT_PREFIX);
-  } else if (rc != CLAIM_OK) {
-    snprintf(err, errlen,
-             "ETCD_ENDPOINTS: no etcd answered at %s within %d s (last "
-             "error: %s)",
-             cfg->endpoints, l->ttl_req_s, why);
-  } else if (pthread_create(&l->thread, NULL, keepalive_main, l) != 0) {
+  if (pthread_create(&l->thread, NULL, keepalive_main, l) != 0) {
     snprintf(err, errlen, "cannot start the lease keepalive thread");
-    l->ops->revoke(l->etcd, atomic_load(&l->lease_id), why, sizeof why);
-  } else {
-    l->thread_started = true;
-    *out = l;
-    return 0;
+    lease_free(l);
+    return -1;
   }
-  lease_free(l);
-  return -1;
+  l->thread_started = true;
+  /* A moment for the first claim, so that the start-up line can name the
+   * id; no longer: the node listens (503 with the cause) while it waits. */
+  int64_t until = now_ns() + (int64_t)SF_LEASE_START_WAIT_MS * 1000000;
+  while (atomic_load(&l->attempts) == 0 && now_ns() < until)
+    usleep(5 * 1000);
+  *out = l;
+  return 0;
 }
 
 int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
@@ -355,6 +396,19 @@ void sf__lease_stats_get(sf_lease *l, sf_lease_stats *o) {
   o->floor_ms = o->machine_id >= 0 ? s.floor_ms : 0;
   o->mark_writes = atomic_load(&l->mark_writes);
   o->mark_errors = atomic_load(&l->mark_errors);
+  o->attempts = atomic_load(&l->attempts);
+  sf__lease_why(l, o->why, sizeof o->why);
+}
+
+void sf__lease_why(sf_lease *l, char *buf, size_t len) {
+  if (!l || len == 0) {
+    if (len)
+      buf[0] = '\0';
+    return;
+  }
+  pthread_mutex_lock(&l->why_mu);
+  snprintf(buf, len, "%s", l->why);
+  pthread_mutex_unlock(&l->why_mu);
 }
 
 void sf__lease_stop(sf_lease *l) {

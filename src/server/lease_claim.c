@@ -35,12 +35,12 @@ static int cand_cmp(const void *a_, const void *b_) {
 /* candidates lists the free ids in the order they are tried (see the top
  * of the file): the count, or -1 when out of memory. */
 static long candidates(sf_lease *l, const sf_etcd_ids *ids, cand **out) {
-  cand *c = malloc(sizeof *c * (size_t)(l->max_id + 1));
+  cand *c = malloc(sizeof *c * (size_t)(l->max_id - l->min_id + 1));
   if (!c)
     return -1;
   int64_t now = gen_ms(l);
   long n = 0;
-  for (uint64_t id = 0; id <= l->max_id; id++) {
+  for (uint64_t id = l->min_id; id <= l->max_id; id++) {
     if (ids->taken[id / 8] & (1u << (id % 8)))
       continue;
     c[n].id = (uint32_t)id;
@@ -130,9 +130,10 @@ int sf__lease_claim(sf_lease *l, char *err, size_t errlen) {
   l->ops->revoke(l->etcd, lease, e2, sizeof e2);
   if (rc == SF_ETCD_OK && n >= 0) {
     snprintf(err, errlen,
-             "every machine id 0..%llu under the etcd prefix is "
+             "every machine id %llu..%llu under the etcd prefix \"%s\" is "
              "taken",
-             (unsigned long long)l->max_id);
+             (unsigned long long)l->min_id, (unsigned long long)l->max_id,
+             l->prefix);
     return CLAIM_FULL;
   }
   return CLAIM_RETRY;

@@ -23,8 +23,9 @@ struct sf_lease {
   void *etcd;
   sf_etcd *owned; /* the real client, when ops was not given */
   int ttl_req_s;
-  uint64_t max_id;
-  int64_t leap_ms; /* 0: one TTL as granted */
+  uint64_t min_id, max_id; /* the ids this node may claim */
+  char *prefix;            /* for messages */
+  int64_t leap_ms;         /* 0: one TTL as granted */
   sf_clock_fn clock;
   void *clock_ctx;
 
@@ -33,6 +34,8 @@ struct sf_lease {
   int64_t held_floor, held_mark;
   int64_t mark_retry_ns; /* no mark write before this after a failure */
   bool mark_refused;     /* the last mark write was refused (logged once) */
+  int64_t backoff_ms;    /* the last wait between claims while none is held */
+  uint64_t rng;          /* xorshift64 state: the backoff's jitter */
 
   /* published under the seqlock */
   _Atomic uint64_t seq; /* odd while a write is in progress */
@@ -46,6 +49,9 @@ struct sf_lease {
   _Atomic uint64_t acquisitions, renewals, renew_errors, losses;
   _Atomic uint64_t mark_writes, mark_errors;
   atomic_bool stopping, kicked;
+  _Atomic uint64_t attempts; /* tries to hold an id, taken back or claimed */
+  pthread_mutex_t why_mu;
+  char why[256]; /* why no id is held ("" while one is), under why_mu */
 
   int wake_fd; /* eventfd: sf__lease_kick and sf__lease_stop */
   pthread_t thread;

@@ -29,6 +29,12 @@ int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
   return -1;
 }
 
+void sf__lease_why(sf_lease *l, char *buf, size_t len) {
+  (void)l;
+  if (len)
+    buf[0] = '\0';
+}
+
 void sf__lease_kick(sf_lease *l) {
   (void)l;
 }

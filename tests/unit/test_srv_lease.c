@@ -24,7 +24,7 @@ typedef struct fake_etcd {
   pthread_mutex_t mu;
   bool down;            /* every operation: unreachable */
   int64_t next_lease;   /* the last lease granted */
-  bool alive[64];       /* by lease id */
+  bool alive[4096];     /* by lease id */
   int64_t holder[NIDS]; /* id -> lease, 0: free */
   int64_t mark[NIDS];   /* id -> stored mark, 0: none */
   unsigned mark_puts;   /* raise_mark calls that stored */
@@ -413,16 +413,76 @@ static void test_fenced_out_holder_gives_the_id_up(void **state) {
   sf__lease_stop(l);
 }
 
-static void test_every_id_taken_is_an_error(void **state) {
+static void test_every_id_taken_is_waited_out(void **state) {
   (void)state;
   for (int i = 0; i < NIDS; i++)
     fx.holder[i] = 5;
-  sf_lease *l = NULL;
-  char err[256];
-  assert_int_equal(start(&l, err, sizeof err), -1);
-  assert_null(l);
-  assert_non_null(strstr(err, "every machine id 0..15"));
-  assert_non_null(strstr(err, "taken"));
+  sf_lease *l = must_start(); /* starts all the same: it waits */
+  sf_lease_snap s;
+  sf_lease_stats st;
+  char why[256];
+  assert_int_equal(sf__lease_snapshot(l, &s), -1);
+  sf__lease_why(l, why, sizeof why);
+  assert_non_null(strstr(why, "every machine id 0..15"));
+  assert_non_null(strstr(why, "taken"));
+  sf__lease_stats_get(l, &st);
+  assert_int_equal(st.machine_id, -1);
+  assert_string_equal(st.why, why);
+  LOCKED(fx.holder[9] = 0); /* one is freed: the backoff's next try takes it */
+  WAIT_UNTIL(sf__lease_snapshot(l, &s) == 0);
+  assert_int_equal(s.id, 9);
+  sf__lease_why(l, why, sizeof why);
+  assert_string_equal(why, "");
+  sf__lease_stop(l);
+}
+
+static void test_etcd_down_at_start_is_waited_out(void **state) {
+  (void)state;
+  LOCKED(fx.down = true);
+  sf_lease *l = must_start();
+  sf_lease_stats st;
+  sf_lease_snap s;
+  char why[256];
+  sf__lease_why(l, why, sizeof why);
+  assert_non_null(strstr(why, "fake etcd is down"));
+  WAIT_UNTIL((sf__lease_stats_get(l, &st), st.attempts >= 3)); /* it retries */
+  assert_int_equal(sf__lease_snapshot(l, &s), -1);
+  LOCKED(fx.down = false);
+  WAIT_UNTIL(sf__lease_snapshot(l, &s) == 0);
+  assert_int_equal(s.id, 0);
+  sf__lease_stop(l);
+}
+
+static void test_a_range_claims_only_its_ids(void **state) {
+  (void)state;
+  sf_lease_config c;
+  memset(&c, 0, sizeof c);
+  c.ttl_s = 30;
+  c.min_id = 4;
+  c.max_id = 5;
+  c.leap_ms = LEAP;
+  c.clock = gen_clock;
+  c.ops = &fake_ops;
+  c.ops_ctx = &fx;
+  sf_lease *a = NULL, *b = NULL, *d = NULL;
+  char err[256], why[256];
+  sf_lease_snap s;
+  assert_int_equal(sf__lease_start(&c, &a, err, sizeof err), 0);
+  assert_int_equal(sf__lease_start(&c, &b, err, sizeof err), 0);
+  WAIT_UNTIL(sf__lease_snapshot(a, &s) == 0);
+  assert_int_equal(s.id, 4);
+  WAIT_UNTIL(sf__lease_snapshot(b, &s) == 0);
+  assert_int_equal(s.id, 5);
+  assert_int_equal(sf__lease_start(&c, &d, err, sizeof err), 0);
+  WAIT_UNTIL((sf__lease_why(d, why, sizeof why), strstr(why, "4..5")));
+  assert_int_equal(sf__lease_snapshot(d, &s), -1); /* 0..3 stay free */
+  sf__lease_stop(a);
+  sf__lease_stop(b);
+  sf__lease_stop(d);
+  /* Low above high, or past the ids a lease can hold: refused. */
+  c.min_id = 6;
+  assert_int_equal(sf__lease_start(&c, &a, err, sizeof err), -1);
+  assert_non_null(strstr(err, "6..5"));
 }
 
 static void test_snapshot_of_no_lease(void **state) {
@@ -445,7 +505,9 @@ int main(void) {
       T(test_late_copy_of_an_older_mark_changes_nothing),
       T(test_mark_write_whose_answer_was_lost_is_adopted),
       T(test_fenced_out_holder_gives_the_id_up),
-      T(test_every_id_taken_is_an_error),
+      T(test_every_id_taken_is_waited_out),
+      T(test_etcd_down_at_start_is_waited_out),
+      T(test_a_range_claims_only_its_ids),
       T(test_snapshot_of_no_lease),
 #undef T
   };
