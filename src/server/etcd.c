@@ -225,7 +225,9 @@ static int call(sf_etcd *e, const char *path, json_t *body, json_t **resp,
   json_t *j = json_loads(reply, 0, NULL);
   if (status != 200 || !json_is_object(j)) {
     const char *m = json_string_value(json_object_get(j, "message"));
-    snprintf(err, errlen, "%s: HTTP %d: %.200s", path, status, m ? m : reply);
+    snprintf(err, errlen, "%s: %s: HTTP %d: %.200s%s",
+             sf__etcd_http_url(e->http), path, status, m ? m : reply,
+             sf__etcd_hint(m ? m : reply));
     free(reply);
     json_decref(j);
     return SF_ETCD_REFUSED;

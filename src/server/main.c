@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "etcd.h"
 #include "lease.h"
 #include "memcache.h"
 #include "node.h"
@@ -210,6 +211,11 @@ static void take_lease(snowflaked *d) {
   lc.prefix = cfg->etcd_prefix;
   lc.ttl_s = cfg->etcd_lease_ttl;
   lc.max_id = cfg->max_machine_id;
+  sf_etcd_security sec = {cfg->etcd_cacert,   cfg->etcd_cert,
+                          cfg->etcd_key,      cfg->etcd_username,
+                          cfg->etcd_password, cfg->etcd_password_file};
+  if (sf__etcd_security_setup(&sec, cfg->etcd_endpoints, err, sizeof err))
+    die(2, "%s", err);
   if (sf__lease_start(&lc, &d->lease, err, sizeof err) != 0)
     die(2, "%s%s",
         strncmp(err, "ETCD_", 5) ? "MACHINE_ID=auto: no machine id "
@@ -313,6 +319,7 @@ static void serve(void) {
 
 static void shutdown_daemon(snowflaked *d) {
   sf__lease_stop(d->lease);
+  sf__etcd_security_teardown();
   sf_gen_free(d->gen);
   sf_statefile_close(d->sfile);
   free(d->node.stats);
