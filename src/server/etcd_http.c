@@ -426,7 +426,12 @@ static int exchange(sf_etcd_http *c, int i, const char *req, size_t n,
 }
 
 /* roundtrip posts body to path on endpoint i, with the token when there is
- * one; the reply is in c->parser and c->body. 0, or -1 with err. */
+ * one; the reply is in c->parser and c->body. 0, or -1 with err.
+ *
+ * Accept matters: etcd 3.4 knows a request came through its gateway by the
+ * Accept header the gateway passes on; without one, and without a token,
+ * it would take the CommonName of its own server certificate (which the
+ * gateway presents to etcd) as the user. */
 static int roundtrip(sf_etcd_http *c, int i, const char *path, const char *body,
                      char *err, size_t errlen) {
   const char *tok = c->token && *c->token ? c->token : NULL;
@@ -441,6 +446,7 @@ static int roundtrip(sf_etcd_http *c, int i, const char *path, const char *body,
   int hl =
       snprintf(req, cap,
                "POST %s HTTP/1.1\r\nHost: %s:%s\r\n%s%s%s"
+               "Accept: application/json\r\n"
                "Content-Type: application/json\r\n"
                "Content-Length: %zu\r\n\r\n",
                path, c->ep[i].host, c->ep[i].port, tok ? "Authorization: " : "",

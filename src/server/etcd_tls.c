@@ -353,12 +353,36 @@ int sf__etcd_tls_handshake(struct ssl_st *s, short *ev, char *err,
   return r == 1 ? 0 : step_failed(s, r, ev, err, errlen);
 }
 
+/* alert_waiting reads what etcd sent before a write failed at the socket:
+ * true, with the cause in err, when it was an alert. In TLS 1.3 etcd checks
+ * our certificate after our side of the handshake is done, so it may send
+ * its alert and reset the connection while our request is on its way; the
+ * alert is still in our receive queue, and says why. */
+static bool alert_waiting(SSL *s, char *err, size_t errlen) {
+  char b[256];
+  size_t got = 0;
+  int saved = errno;
+  ERR_clear_error();
+  int r = SSL_read_ex(s, b, sizeof b, &got);
+  if (r != 1 && SSL_get_error(s, r) == SSL_ERROR_SSL) {
+    explain(s, r, err, errlen);
+    return true;
+  }
+  ERR_clear_error();
+  errno = saved;
+  return false;
+}
+
 long sf__etcd_tls_send(struct ssl_st *s, const void *p, size_t n, short *ev,
                        char *err, size_t errlen) {
   size_t w = 0;
   ERR_clear_error();
   int r = SSL_write_ex(s, p, n, &w);
-  return r == 1 ? (long)w : step_failed(s, r, ev, err, errlen);
+  if (r == 1)
+    return (long)w;
+  if (SSL_get_error(s, r) == SSL_ERROR_SYSCALL && alert_waiting(s, err, errlen))
+    return SF_TLS_ERROR;
+  return step_failed(s, r, ev, err, errlen);
 }
 
 long sf__etcd_tls_recv(struct ssl_st *s, void *p, size_t n, short *ev,
