@@ -49,6 +49,36 @@ static void test_b64_rejects(void **state) {
     assert_int_equal(sf__b64_decode(bad[i], out, sizeof out), -1);
   /* Too long for the buffer. */
   assert_int_equal(sf__b64_decode("Zm9vYmFy", out, 5), -1);
+  /* White space and '=' inside are refused (OpenSSL's decoder would take
+   * them); padding may be left out. */
+  static const char *strict[] = {" Zg==", "Zm9v\n", "Zm9v Zg==", "Zg==Zg=="};
+  for (size_t i = 0; i < sizeof strict / sizeof strict[0]; i++)
+    assert_int_equal(sf__b64_decode(strict[i], out, sizeof out), -1);
+  assert_int_equal(sf__b64_decode("Zm9vYg", out, sizeof out), 4);
+  assert_memory_equal(out, "foob", 4);
+  assert_int_equal(sf__b64_decode("Zm8", out, 2), 2);
+  assert_memory_equal(out, "fo", 2);
+}
+
+/* Inputs longer than one piece handed to OpenSSL (3 MiB) round-trip. */
+static void test_b64_long(void **state) {
+  (void)state;
+  size_t n = (3u << 20) * 2 + 5;
+  unsigned char *raw = malloc(n), *back = malloc(n);
+  char *enc = malloc(SF_B64_LEN(n));
+  assert_non_null(raw);
+  assert_non_null(back);
+  assert_non_null(enc);
+  for (size_t i = 0; i < n; i++)
+    raw[i] = (unsigned char)(i * 7 + (i >> 9));
+  sf__b64_encode(raw, n, enc);
+  assert_int_equal(strlen(enc), SF_B64_LEN(n) - 1);
+  assert_int_equal(sf__b64_decode(enc, back, n), (long)n);
+  assert_memory_equal(raw, back, n);
+  assert_int_equal(sf__b64_decode(enc, back, n - 1), -1);
+  free(raw);
+  free(back);
+  free(enc);
 }
 
 static void test_parse_i64(void **state) {
@@ -333,6 +363,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_b64_round_trip),
       cmocka_unit_test(test_b64_rejects),
+      cmocka_unit_test(test_b64_long),
       cmocka_unit_test(test_parse_i64),
       cmocka_unit_test(test_parse_mark_value),
       cmocka_unit_test(test_parse_scan),
