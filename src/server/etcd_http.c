@@ -436,8 +436,9 @@ static int roundtrip(sf_etcd_http *c, int i, const char *path, const char *body,
                      char *err, size_t errlen) {
   const char *tok = c->token && *c->token ? c->token : NULL;
   size_t blen = strlen(body);
-  size_t cap = 160 + strlen(path) + sizeof c->ep[i].host +
-               (tok ? strlen(tok) : 0) + blen;
+  /* The head's fixed text is under 160 bytes; 256 leaves room. */
+  size_t cap = 256 + strlen(path) + sizeof c->ep[i].host +
+               sizeof c->ep[i].port + (tok ? strlen(tok) : 0) + blen;
   char *req = malloc(cap);
   if (!req) {
     snprintf(err, errlen, "out of memory");
@@ -451,6 +452,11 @@ static int roundtrip(sf_etcd_http *c, int i, const char *path, const char *body,
                "Content-Length: %zu\r\n\r\n",
                path, c->ep[i].host, c->ep[i].port, tok ? "Authorization: " : "",
                tok ? tok : "", tok ? "\r\n" : "", blen);
+  if (hl < 0 || (size_t)hl + blen > cap) { /* cannot be: see cap */
+    free(req);
+    snprintf(err, errlen, "request head too long");
+    return -1;
+  }
   memcpy(req + hl, body, blen);
   /* A kept connection may have been closed by etcd while idle: one more
    * try on a fresh connection before giving up on the endpoint. */
