@@ -237,7 +237,7 @@ static int p_machine_id(const opt *o, const char *v, const char *src,
     if (!in->with_etcd) {
       snprintf(err, errlen,
                "%s=auto needs etcd support, which is not built in "
-               "(build with jansson, WITH_ETCD=1)",
+               "(build with jansson and OpenSSL, WITH_ETCD=1)",
                src);
       return -1;
     }
