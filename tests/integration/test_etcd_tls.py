@@ -525,3 +525,9 @@ def test_no_secret_in_the_log_or_metrics(fleet, tmp):
     n.stop(signal.SIGTERM)
     out = n.output()
     assert SF_PW not in out and not re.search(r"\b[A-Za-z]{16}\.\d+\b", out)
+
+
+def test_second_endpoint_is_used_when_the_first_is_down(fleet, etcd):
+    dead = "https://127.0.0.1:%d" % free_port()
+    n = fleet(ETCD_ENDPOINTS=dead + "," + etcd.url)
+    assert n.wait_serving() == 0
