@@ -135,17 +135,19 @@ H2_LIBS := $(shell pkg-config $(if $(filter 1,$(STATIC)),--static) --libs libngh
 CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 
-# etcd support (MACHINE_ID=auto) needs jansson only: the etcd client speaks
-# HTTP/1.1 on plain sockets and parses with llhttp (src/server/etcd_http.c),
-# so the static build has it too. WITH_ETCD=0 builds lease_none.c instead of
-# lease.c and the etcd client.
+# etcd support (MACHINE_ID=auto) needs jansson and OpenSSL: the etcd client
+# speaks HTTP/1.1 on its own sockets, through OpenSSL for https:// endpoints,
+# and parses with llhttp (src/server/etcd_http.c), so the static build has it
+# too (Debian's libssl-dev ships libssl.a and libcrypto.a). WITH_ETCD=0
+# builds lease_none.c instead of lease.c and the etcd client.
 ifeq ($(WITH_ETCD),auto)
-WITH_ETCD := $(shell pkg-config --exists jansson && echo 1 || echo 0)
+WITH_ETCD := $(shell pkg-config --exists jansson openssl && echo 1 || echo 0)
 endif
-ETCD_SRC := src/server/lease.c src/server/lease_claim.c src/server/etcd.c src/server/etcd_http.c
+ETCD_SRC := src/server/lease.c src/server/lease_claim.c src/server/etcd.c \
+            src/server/etcd_http.c src/server/etcd_tls.c src/server/etcd_auth.c
 ifeq ($(WITH_ETCD),1)
-ETCD_CFLAGS := -DSF_WITH_ETCD=1 $(shell pkg-config --cflags jansson)
-ETCD_LIBS := $(shell pkg-config $(if $(filter 1,$(STATIC)),--static) --libs jansson)
+ETCD_CFLAGS := -DSF_WITH_ETCD=1 $(shell pkg-config --cflags jansson openssl)
+ETCD_LIBS := $(shell pkg-config $(if $(filter 1,$(STATIC)),--static) --libs jansson openssl)
 ETCD_OFF_SRC := src/server/lease_none.c
 else
 ETCD_CFLAGS := -DSF_WITH_ETCD=0

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -98,6 +99,18 @@ static const opt opts[] = {
     {"ETCD_MARK_LEAP_MS", "--etcd-mark-leap-ms", p_int,
      FIELD(etcd_mark_leap_ms), 0, SF_LEASE_MAX_LEAP_MS, "0",
      "how far ahead the handover mark is written (0: one TTL)"},
+    {"ETCD_CACERT", "--etcd-cacert", p_str, FIELD(etcd_cacert), 0, STR_MAX, "",
+     "CA certificates for https etcd (the system's)"},
+    {"ETCD_CERT", "--etcd-cert", p_str, FIELD(etcd_cert), 0, STR_MAX, "",
+     "client certificate for etcd, PEM (none)"},
+    {"ETCD_KEY", "--etcd-key", p_str, FIELD(etcd_key), 0, STR_MAX, "",
+     "its private key, PEM (none)"},
+    {"ETCD_USERNAME", "--etcd-username", p_str, FIELD(etcd_username), 0,
+     STR_MAX, "", "etcd user (none: no etcd auth)"},
+    {"ETCD_PASSWORD", "--etcd-password", p_str, FIELD(etcd_password), 0,
+     STR_MAX, "", "its password (ps shows flags: prefer the file)"},
+    {"ETCD_PASSWORD_FILE", "--etcd-password-file", p_str,
+     FIELD(etcd_password_file), 0, STR_MAX, "", "file holding the password"},
 };
 
 #define O_COUNT (sizeof opts / sizeof opts[0])
@@ -261,7 +274,7 @@ static int p_machine_id(const opt *o, const char *v, const char *src,
     if (!in->with_etcd) {
       snprintf(err, errlen,
                "%s=auto needs etcd support, which is not built in "
-               "(build with jansson, WITH_ETCD=1)",
+               "(build with jansson and OpenSSL, WITH_ETCD=1)",
                src);
       return -1;
     }
@@ -434,6 +447,52 @@ static int check_machine(const sf_config_input *in, sf_srv_config *c,
   return 0;
 }
 
+/* src_of is where the setting env came from: its flag or its variable. */
+static const char *src_of(const char *const *src, const char *env) {
+  for (size_t i = 0; i < O_COUNT; i++)
+    if (!strcmp(opts[i].env, env))
+      return src[i];
+  return env;
+}
+
+/* check_etcd checks the TLS and auth settings against each other and the
+ * endpoints (their files are read at start: etcd_auth.c). */
+static int check_etcd(const sf_srv_config *c, const char *const *src, char *err,
+                      size_t errlen) {
+  bool https = strstr(c->etcd_endpoints, "https://") != NULL;
+  bool ca = c->etcd_cacert[0], cert = c->etcd_cert[0], key = c->etcd_key[0];
+  bool user = c->etcd_username[0], pw = c->etcd_password[0],
+       pwf = c->etcd_password_file[0];
+  const struct {
+    bool broken;
+    const char *what, *needs;
+  } rules[] = {
+      {cert && !key, "ETCD_CERT", "ETCD_KEY"},
+      {key && !cert, "ETCD_KEY", "ETCD_CERT"},
+      {ca && !https, "ETCD_CACERT", "an https:// endpoint in ETCD_ENDPOINTS"},
+      {cert && !https, "ETCD_CERT", "an https:// endpoint in ETCD_ENDPOINTS"},
+      {pw && pwf, "ETCD_PASSWORD", "ETCD_PASSWORD_FILE unset (one of them)"},
+      {pw && !user, "ETCD_PASSWORD", "ETCD_USERNAME"},
+      {pwf && !user, "ETCD_PASSWORD_FILE", "ETCD_USERNAME"},
+      {user && !pw && !pwf, "ETCD_USERNAME",
+       "ETCD_PASSWORD or ETCD_PASSWORD_FILE"},
+  };
+  if (https && strstr(c->etcd_endpoints, "http://")) {
+    snprintf(err, errlen,
+             "%s mixes http:// and https:// endpoints (the password and "
+             "token would cross the plain ones; got \"%.200s\")",
+             src_of(src, "ETCD_ENDPOINTS"), c->etcd_endpoints);
+    return -1;
+  }
+  for (size_t i = 0; i < sizeof rules / sizeof *rules; i++)
+    if (rules[i].broken) {
+      snprintf(err, errlen, "%s needs %s", src_of(src, rules[i].what),
+               rules[i].needs);
+      return -1;
+    }
+  return 0;
+}
+
 int sf__config_parse(const sf_config_input *in, sf_srv_config *c, char *err,
                      size_t errlen) {
   const char *val[O_COUNT], *src[O_COUNT];
@@ -457,5 +516,7 @@ int sf__config_parse(const sf_config_input *in, sf_srv_config *c, char *err,
     if (opts[i].parse(&opts[i], v, src[i], c, in, err, errlen))
       return -1;
   }
-  return check_machine(in, c, src[0], err, errlen);
+  if (check_machine(in, c, src[0], err, errlen))
+    return -1;
+  return c->machine_mode == SF_MID_AUTO ? check_etcd(c, src, err, errlen) : 0;
 }

@@ -57,6 +57,13 @@ typedef struct sf_srv_config {
   char etcd_prefix[SF_SRV_STR_MAX];
   int etcd_lease_ttl;
   int64_t etcd_mark_leap_ms; /* 0: one TTL */
+  /* TLS and auth to etcd; "": unset */
+  char etcd_cacert[SF_SRV_STR_MAX]; /* "": the system's trust store */
+  char etcd_cert[SF_SRV_STR_MAX];
+  char etcd_key[SF_SRV_STR_MAX];
+  char etcd_username[SF_SRV_STR_MAX];
+  char etcd_password[SF_SRV_STR_MAX];
+  char etcd_password_file[SF_SRV_STR_MAX];
 } sf_srv_config;
 
 typedef struct sf_config_input {

@@ -56,6 +56,7 @@
 #include "etcd.h"
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,59 +74,50 @@ struct sf_etcd {
 
 /* ------------------------------------------------------------- base64 */
 
+/* OpenSSL does the conversion (EVP_EncodeBlock / EVP_DecodeBlock, which
+ * take int lengths: long inputs go in pieces of whole groups); the strict
+ * checks of what etcd may send are ours, since EVP_DecodeBlock skips
+ * white space and takes '=' inside the text. */
+#define B64_PIECE (3u << 20) /* bytes: a multiple of 3, far below INT_MAX */
+
 static const char b64chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 void sf__b64_encode(const void *src_, size_t n, char *dst) {
   const unsigned char *src = src_;
-  size_t i = 0;
-  for (; i + 2 < n; i += 3) {
-    uint32_t v =
-        (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
-    *dst++ = b64chars[v >> 18];
-    *dst++ = b64chars[(v >> 12) & 63];
-    *dst++ = b64chars[(v >> 6) & 63];
-    *dst++ = b64chars[v & 63];
-  }
-  if (i < n) {
-    uint32_t v = (uint32_t)src[i] << 16;
-    if (i + 1 < n)
-      v |= (uint32_t)src[i + 1] << 8;
-    *dst++ = b64chars[v >> 18];
-    *dst++ = b64chars[(v >> 12) & 63];
-    *dst++ = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-    *dst++ = '=';
-  }
   *dst = '\0';
-}
-
-static int b64_val(char c) {
-  const char *p = c ? strchr(b64chars, c) : NULL;
-  return p ? (int)(p - b64chars) : -1;
+  while (n > 0) {
+    size_t k = n < B64_PIECE ? n : B64_PIECE;
+    dst += EVP_EncodeBlock((unsigned char *)dst, src, (int)k);
+    src += k;
+    n -= k;
+  }
 }
 
 long sf__b64_decode(const char *src, unsigned char *dst, size_t cap) {
-  size_t out = 0, nchars = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (; *src && *src != '='; src++, nchars++) {
-    int v = b64_val(*src);
-    if (v < 0)
-      return -1;
-    acc = acc << 6 | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      if (out == cap)
-        return -1;
-      dst[out++] = (unsigned char)(acc >> bits);
-    }
-  }
+  size_t nchars = strspn(src, b64chars), pad = strspn(src + nchars, "=");
   /* Padding: only '=' up to a multiple of four characters, nothing after. */
-  size_t pad = strspn(src, "=");
-  if (src[pad] != '\0' || pad > 2 || (pad && (nchars + pad) % 4) ||
+  if (src[nchars + pad] != '\0' || pad > 2 || (pad && (nchars + pad) % 4) ||
       nchars % 4 == 1)
     return -1;
+  size_t groups = nchars / 4, tail = nchars % 4;
+  size_t out = groups * 3 + (tail ? tail - 1 : 0);
+  if (out > cap)
+    return -1;
+  for (size_t done = 0; done < groups;) {
+    size_t k = groups - done < B64_PIECE / 3 ? groups - done : B64_PIECE / 3;
+    if (EVP_DecodeBlock(dst + done * 3, (const unsigned char *)src + done * 4,
+                        (int)(k * 4)) < 0)
+      return -1;
+    done += k;
+  }
+  if (tail) { /* the last 2 or 3 characters, padded here if they were not */
+    unsigned char last[4] = {'=', '=', '=', '='}, bytes[3];
+    memcpy(last, src + groups * 4, tail);
+    if (EVP_DecodeBlock(bytes, last, 4) < 0)
+      return -1;
+    memcpy(dst + groups * 3, bytes, tail - 1);
+  }
   return (long)out;
 }
 
@@ -299,7 +291,9 @@ static int call(sf_etcd *e, const char *path, json_t *body, json_t **resp,
   json_t *j = json_loads(reply, 0, NULL);
   if (status != 200 || !json_is_object(j)) {
     const char *m = json_string_value(json_object_get(j, "message"));
-    snprintf(err, errlen, "%s: HTTP %d: %.200s", path, status, m ? m : reply);
+    snprintf(err, errlen, "%s: %s: HTTP %d: %.200s%s",
+             sf__etcd_http_url(e->http), path, status, m ? m : reply,
+             sf__etcd_hint(m ? m : reply));
     free(reply);
     json_decref(j);
     return SF_ETCD_REFUSED;

@@ -1,14 +1,18 @@
 /*
  * etcd.h - the etcd client snowflaked's machine-id leases use: etcd's v3
- * JSON gateway over plain HTTP/1.1 (etcd 3.4 serves it under /v3/; keys and
- * values are base64 in JSON, 64-bit integers are JSON strings).
+ * JSON gateway over HTTP/1.1, plain or TLS (etcd 3.4 serves it under /v3/;
+ * keys and values are base64 in JSON, 64-bit integers are JSON strings).
  *
- * Two layers, two files:
- *   etcd_http.c  the transport: endpoints "http://host:port,...", one
+ * Two layers, four files:
+ *   etcd_http.c  the transport: endpoints "http[s]://host:port,...", one
  *                keep-alive connection, failover to the next endpoint when
  *                one does not answer; llhttp parses the replies (the same
  *                llhttp the server already links), so a static binary
- *                needs nothing more than libc.
+ *                needs nothing more than libc and OpenSSL.
+ *   etcd_tls.c   TLS on the transport's sockets (OpenSSL; etcd_tls.h).
+ *   etcd_auth.c  the TLS and auth settings, checked at start; etcd's
+ *                authentication (token, renewed when etcd drops it) and the
+ *                words added to etcd's refusals.
  *   etcd.c       the gateway operations on one node's keys (grant,
  *                keepalive, revoke, scan, claim, fenced mark write), base64,
  *                and the parsers of etcd's replies (pure: unit tested).
@@ -46,21 +50,64 @@ enum {
 
 typedef struct sf_etcd_http sf_etcd_http;
 
-/* sf__etcd_http_new parses endpoints ("http://host:port[,http://...]") and
+/* The TLS and auth settings every client uses (NULL or "": unset). */
+typedef struct sf_etcd_security {
+  const char *cacert, *cert, *key; /* ETCD_CACERT, ETCD_CERT, ETCD_KEY */
+  const char *username, *password, *password_file;
+} sf_etcd_security;
+
+/* sf__etcd_security_setup takes the settings of every client made after
+ * it: when endpoints has an https:// one, makes the TLS context from the
+ * files (etcd_tls.h); reads ETCD_PASSWORD_FILE once to check it. 0, or -1
+ * with a message naming the setting in err. At start, before any client
+ * (the settings are the process's, as its environment is). */
+int sf__etcd_security_setup(const sf_etcd_security *s, const char *endpoints,
+                            char *err, size_t errlen);
+/* sf__etcd_security_teardown forgets them (the password wiped). */
+void sf__etcd_security_teardown(void);
+
+/* sf__etcd_http_new parses endpoints ("http[s]://host:port[,...]") and
  * makes a client whose requests give up after timeout_ms each and at once
  * when *abort becomes true (abort may be NULL). 0, or -1 with a message
- * naming ETCD_ENDPOINTS in err. */
+ * naming ETCD_ENDPOINTS in err. https:// needs sf__etcd_security_setup
+ * first. */
 int sf__etcd_http_new(const char *endpoints, int timeout_ms,
                       const atomic_bool *abort, sf_etcd_http **out, char *err,
                       size_t errlen);
 /* sf__etcd_http_free closes the connection and frees c; NULL is allowed. */
 void sf__etcd_http_free(sf_etcd_http *c);
 /* sf__etcd_http_post sends the JSON body to path on the endpoint that last
- * answered, then on the others in turn. SF_ETCD_OK with *resp (malloc'd,
- * NUL-terminated, the caller frees) when one answered 2xx or 4xx;
- * SF_ETCD_UNREACHABLE with the last endpoint's error in err otherwise. */
+ * answered, then on the others in turn, as ETCD_USERNAME when set (the
+ * token fetched, and fetched again when etcd drops it). SF_ETCD_OK with
+ * *resp (malloc'd, NUL-terminated, the caller frees) when one answered 2xx
+ * or 4xx; SF_ETCD_REFUSED when etcd refused the user (err names the
+ * endpoint and says why); SF_ETCD_UNREACHABLE with the last endpoint's
+ * error in err otherwise. */
 int sf__etcd_http_post(sf_etcd_http *c, const char *path, const char *body,
                        char **resp, int *status, char *err, size_t errlen);
+/* sf__etcd_http_url is the URL of the endpoint that answered last. */
+const char *sf__etcd_http_url(const sf_etcd_http *c);
+
+/* ------------------------------------------------------------- auth */
+
+/* sf__etcd_auth_on says whether ETCD_USERNAME is set. */
+bool sf__etcd_auth_on(void);
+/* sf__etcd_auth_body makes the JSON body of /v3/auth/authenticate (*body
+ * malloc'd: the caller wipes and frees it): 0, or -1 with err (the password
+ * file cannot be read). */
+int sf__etcd_auth_body(char **body, char *err, size_t errlen);
+/* sf__etcd_auth_reply reads authenticate's reply (HTTP status, text):
+ * SF_ETCD_OK with *token (malloc'd; "" when etcd has auth off),
+ * SF_ETCD_REFUSED with etcd's reason in err (a 4xx: a wrong password), or
+ * SF_ETCD_UNREACHABLE with err for any other answer. */
+int sf__etcd_auth_reply(int status, const char *text, char **token, char *err,
+                        size_t errlen);
+/* sf__etcd_auth_token_gone says whether a reply means the token must be
+ * fetched again (expired, unknown, or the auth store changed). */
+bool sf__etcd_auth_token_gone(int status, const char *body);
+/* sf__etcd_hint is what to add to etcd's message said when it refuses a
+ * request (which setting to look at): a constant, "" when none. */
+const char *sf__etcd_hint(const char *said);
 
 /* ---------------------------------------------------- base64, replies */
 

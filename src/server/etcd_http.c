@@ -1,6 +1,7 @@
 /*
  * etcd_http.c - the etcd transport: JSON POSTs over HTTP/1.1 with endpoint
- * failover, on plain sockets, with llhttp parsing the replies.
+ * failover, on plain sockets or TLS (etcd_tls.c), with llhttp parsing the
+ * replies, and etcd's authentication.
  *
  * Why not libcurl: the production image is one static binary FROM scratch,
  * and Debian's libcurl.a cannot be linked statically (it needs static
@@ -18,6 +19,14 @@
  * static glibc binary that still reads /etc/hosts and /etc/resolv.conf
  * (glibc 2.34 and later build the files and dns NSS modules into libc), which
  * Docker provides even in a FROM scratch image.
+ *
+ * Auth (ETCD_USERNAME): the first request on a client gets a token from
+ * /v3/auth/authenticate, and every request carries it in the Authorization
+ * header (etcd's gateway passes it on as the gRPC "token"). etcd forgets a
+ * simple token left unused for --auth-token-ttl (300 s) and a JWT expires:
+ * when etcd answers that the token is invalid, the client authenticates
+ * again and sends the request once more. The password is read again from
+ * ETCD_PASSWORD_FILE at each authentication, so a rotated secret is taken.
  */
 #include "etcd.h"
 
@@ -35,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "etcd_tls.h"
+
 #define MAX_RESPONSE (8u << 20) /* a range over 2^20 keys fits easily */
 #define SLICE_MS 50             /* how often a wait looks at *abort */
 
@@ -42,6 +53,7 @@ typedef struct endpoint {
   char host[256];
   char port[8];
   char url[300]; /* as given, for messages */
+  bool tls;      /* https:// */
 } endpoint;
 
 struct sf_etcd_http {
@@ -49,6 +61,8 @@ struct sf_etcd_http {
   int n;
   int cur; /* the endpoint to try first: the one that answered last */
   int fd;  /* open connection to ep[cur], or -1 */
+  struct ssl_st *ssl; /* its TLS session on an https endpoint */
+  char *token;        /* etcd's auth token; "": etcd has auth off */
   int timeout_ms;
   const atomic_bool *abort;
   /* the reply being read */
@@ -69,26 +83,19 @@ static bool aborted(const sf_etcd_http *c) {
   return c->abort && atomic_load(c->abort);
 }
 
-/* parse_endpoint splits "http://host[:port][/]" (host may be [v6]). */
+/* parse_endpoint splits "http[s]://host[:port][/]" (host may be [v6]). */
 static int parse_endpoint(const char *s, endpoint *e, char *err,
                           size_t errlen) {
   snprintf(e->url, sizeof e->url, "%s", s);
-  if (strncmp(s, "https://", 8) == 0) {
+  e->tls = strncmp(s, "https://", 8) == 0;
+  if (!e->tls && strncmp(s, "http://", 7) != 0) {
     snprintf(err, errlen,
-             "ETCD_ENDPOINTS: \"%s\": https is not supported (snowflaked "
-             "speaks plain HTTP to etcd; use http:// on a private network "
-             "or a local TLS proxy)",
+             "ETCD_ENDPOINTS: \"%s\" is not an http:// or https:// URL "
+             "(expected http://host:port)",
              s);
     return -1;
   }
-  if (strncmp(s, "http://", 7) != 0) {
-    snprintf(err, errlen,
-             "ETCD_ENDPOINTS: \"%s\" is not an http:// URL (expected "
-             "http://host:port)",
-             s);
-    return -1;
-  }
-  const char *h = s + 7, *end = h + strcspn(h, "/"), *colon;
+  const char *h = s + (e->tls ? 8 : 7), *end = h + strcspn(h, "/"), *colon;
   if (*end && end[strspn(end, "/")]) {
     snprintf(err, errlen, "ETCD_ENDPOINTS: \"%s\": a path is not allowed", s);
     return -1;
@@ -174,6 +181,13 @@ int sf__etcd_http_new(const char *endpoints, int timeout_ms,
     }
     if (parse_endpoint(t, &c->ep[c->n], err, errlen) != 0)
       goto fail;
+    if (c->ep[c->n].tls && !sf__etcd_tls_ready()) {
+      snprintf(err, errlen,
+               "ETCD_ENDPOINTS: \"%s\": https needs the TLS settings read "
+               "first (sf__etcd_security_setup)",
+               t);
+      goto fail;
+    }
     c->n++;
   }
   if (c->n == 0) {
@@ -198,6 +212,8 @@ fail:
 }
 
 static void disconnect(sf_etcd_http *c) {
+  sf__etcd_tls_close(c->ssl);
+  c->ssl = NULL;
   if (c->fd >= 0)
     close(c->fd);
   c->fd = -1;
@@ -207,8 +223,13 @@ void sf__etcd_http_free(sf_etcd_http *c) {
   if (!c)
     return;
   disconnect(c);
+  free(c->token);
   free(c->body);
   free(c);
+}
+
+const char *sf__etcd_http_url(const sf_etcd_http *c) {
+  return c->ep[c->cur].url;
 }
 
 /* wait_fd polls fd for ev until the request's deadline, in slices so that
@@ -233,6 +254,22 @@ static int wait_fd(sf_etcd_http *c, int fd, short ev, int64_t deadline,
       snprintf(err, errlen, "poll: %s", strerror(errno));
       return -1;
     }
+  }
+}
+
+/* handshake runs TLS on the connected c->fd for endpoint e: 0 or -1. */
+static int handshake(sf_etcd_http *c, const endpoint *e, int64_t deadline,
+                     char *err, size_t errlen) {
+  c->ssl = sf__etcd_tls_open(c->fd, e->host, err, errlen);
+  if (!c->ssl)
+    return -1;
+  for (;;) {
+    short ev = 0;
+    int r = sf__etcd_tls_handshake(c->ssl, &ev, err, errlen);
+    if (r == 0)
+      return 0;
+    if (r != SF_TLS_WANT || wait_fd(c, c->fd, ev, deadline, err, errlen) != 0)
+      return -1;
   }
 }
 
@@ -278,18 +315,51 @@ static int dial(sf_etcd_http *c, const endpoint *e, int64_t deadline, char *err,
   return fd;
 }
 
+/* io_send and io_recv move bytes on the connection, through TLS on an
+ * https endpoint: a count (recv: 0 at the end of the stream), SF_TLS_WANT
+ * with *ev, or SF_TLS_ERROR with err. */
+static long io_send(sf_etcd_http *c, const char *p, size_t n, short *ev,
+                    char *err, size_t errlen) {
+  if (c->ssl)
+    return sf__etcd_tls_send(c->ssl, p, n, ev, err, errlen);
+  ssize_t w;
+  while ((w = send(c->fd, p, n, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+    ;
+  if (w >= 0)
+    return (long)w;
+  *ev = POLLOUT;
+  if (errno == EAGAIN)
+    return SF_TLS_WANT;
+  snprintf(err, errlen, "send: %s", strerror(errno));
+  return SF_TLS_ERROR;
+}
+
+static long io_recv(sf_etcd_http *c, char *p, size_t n, short *ev, char *err,
+                    size_t errlen) {
+  if (c->ssl)
+    return sf__etcd_tls_recv(c->ssl, p, n, ev, err, errlen);
+  ssize_t r;
+  while ((r = recv(c->fd, p, n, 0)) < 0 && errno == EINTR)
+    ;
+  if (r >= 0)
+    return (long)r;
+  *ev = POLLIN;
+  if (errno == EAGAIN)
+    return SF_TLS_WANT;
+  snprintf(err, errlen, "recv: %s", strerror(errno));
+  return SF_TLS_ERROR;
+}
+
 static int send_all(sf_etcd_http *c, const char *p, size_t n, int64_t deadline,
                     char *err, size_t errlen) {
   while (n > 0) {
-    ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+    short ev = 0;
+    long w = io_send(c, p, n, &ev, err, errlen);
     if (w > 0) {
       p += w;
       n -= (size_t)w;
-    } else if (w < 0 && errno == EAGAIN) {
-      if (wait_fd(c, c->fd, POLLOUT, deadline, err, errlen) != 0)
-        return -1;
-    } else if (w < 0 && errno != EINTR) {
-      snprintf(err, errlen, "send: %s", strerror(errno));
+    } else if (w == SF_TLS_ERROR ||
+               wait_fd(c, c->fd, ev, deadline, err, errlen) != 0) {
       return -1;
     }
   }
@@ -305,17 +375,14 @@ static int read_reply(sf_etcd_http *c, int64_t deadline, char *err,
   c->complete = c->overflow = false;
   char buf[16384];
   while (!c->complete) {
-    ssize_t r = recv(c->fd, buf, sizeof buf, 0);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0 && errno == EAGAIN) {
-      if (wait_fd(c, c->fd, POLLIN, deadline, err, errlen) != 0)
+    short ev = 0;
+    long r = io_recv(c, buf, sizeof buf, &ev, err, errlen);
+    if (r == SF_TLS_ERROR)
+      return -1;
+    if (r == SF_TLS_WANT) {
+      if (wait_fd(c, c->fd, ev, deadline, err, errlen) != 0)
         return -1;
       continue;
-    }
-    if (r < 0) {
-      snprintf(err, errlen, "recv: %s", strerror(errno));
-      return -1;
     }
     llhttp_errno_t e = r == 0 ? llhttp_finish(&c->parser)
                               : llhttp_execute(&c->parser, buf, (size_t)r);
@@ -343,6 +410,10 @@ static int exchange(sf_etcd_http *c, int i, const char *req, size_t n,
     if (c->fd < 0)
       return -1;
     c->cur = i;
+    if (c->ep[i].tls && handshake(c, &c->ep[i], deadline, err, errlen) != 0) {
+      disconnect(c);
+      return -1;
+    }
   }
   if (send_all(c, req, n, deadline, err, errlen) != 0 ||
       read_reply(c, deadline, err, errlen) != 0) {
@@ -354,60 +425,122 @@ static int exchange(sf_etcd_http *c, int i, const char *req, size_t n,
   return 0;
 }
 
+/* roundtrip posts body to path on endpoint i, with the token when there is
+ * one; the reply is in c->parser and c->body. 0, or -1 with err.
+ *
+ * Accept matters: etcd 3.4 knows a request came through its gateway by the
+ * Accept header the gateway passes on; without one, and without a token,
+ * it would take the CommonName of its own server certificate (which the
+ * gateway presents to etcd) as the user. */
+static int roundtrip(sf_etcd_http *c, int i, const char *path, const char *body,
+                     char *err, size_t errlen) {
+  const char *tok = c->token && *c->token ? c->token : NULL;
+  size_t blen = strlen(body);
+  /* The head's fixed text is under 160 bytes; 256 leaves room. */
+  size_t cap = 256 + strlen(path) + sizeof c->ep[i].host +
+               sizeof c->ep[i].port + (tok ? strlen(tok) : 0) + blen;
+  char *req = malloc(cap);
+  if (!req) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  int hl =
+      snprintf(req, cap,
+               "POST %s HTTP/1.1\r\nHost: %s:%s\r\n%s%s%s"
+               "Accept: application/json\r\n"
+               "Content-Type: application/json\r\n"
+               "Content-Length: %zu\r\n\r\n",
+               path, c->ep[i].host, c->ep[i].port, tok ? "Authorization: " : "",
+               tok ? tok : "", tok ? "\r\n" : "", blen);
+  if (hl < 0 || (size_t)hl + blen > cap) { /* cannot be: see cap */
+    free(req);
+    snprintf(err, errlen, "request head too long");
+    return -1;
+  }
+  memcpy(req + hl, body, blen);
+  /* A kept connection may have been closed by etcd while idle: one more
+   * try on a fresh connection before giving up on the endpoint. */
+  bool reused = c->fd >= 0;
+  int r = exchange(c, i, req, (size_t)hl + blen, err, errlen);
+  if (r != 0 && reused && !aborted(c))
+    r = exchange(c, i, req, (size_t)hl + blen, err, errlen);
+  free(req);
+  if (r == 0 && c->parser.status_code >= 500) {
+    snprintf(err, errlen, "answered HTTP %d", (int)c->parser.status_code);
+    disconnect(c);
+    return -1;
+  }
+  return r;
+}
+
+/* ------------------------------------------------------------- auth */
+
+/* authenticate gets a token for the configured user from endpoint i:
+ * SF_ETCD_OK, SF_ETCD_UNREACHABLE (err: why) or SF_ETCD_REFUSED (err: what
+ * etcd said, after the endpoint). */
+static int authenticate(sf_etcd_http *c, int i, char *err, size_t errlen) {
+  char *body = NULL;
+  if (sf__etcd_auth_body(&body, err, errlen) != 0)
+    return SF_ETCD_REFUSED;
+  free(c->token);
+  c->token = NULL;
+  int r = roundtrip(c, i, "/v3/auth/authenticate", body, err, errlen);
+  explicit_bzero(body, strlen(body));
+  free(body);
+  if (r != 0)
+    return SF_ETCD_UNREACHABLE;
+  return sf__etcd_auth_reply((int)c->parser.status_code, c->body, &c->token,
+                             err, errlen);
+}
+
+/* request posts on endpoint i as the configured user: it authenticates
+ * first when it has no token yet, and once more when etcd says the token
+ * is no longer good. SF_ETCD_OK with the reply in c, or an error with err. */
+static int request(sf_etcd_http *c, int i, const char *path, const char *body,
+                   char *err, size_t errlen) {
+  int rc;
+  if (sf__etcd_auth_on() && !c->token &&
+      (rc = authenticate(c, i, err, errlen)) != SF_ETCD_OK)
+    return rc;
+  if (roundtrip(c, i, path, body, err, errlen) != 0)
+    return SF_ETCD_UNREACHABLE;
+  if (!sf__etcd_auth_on() ||
+      !sf__etcd_auth_token_gone((int)c->parser.status_code, c->body))
+    return SF_ETCD_OK;
+  if ((rc = authenticate(c, i, err, errlen)) != SF_ETCD_OK)
+    return rc;
+  return roundtrip(c, i, path, body, err, errlen) == 0 ? SF_ETCD_OK
+                                                       : SF_ETCD_UNREACHABLE;
+}
+
 int sf__etcd_http_post(sf_etcd_http *c, const char *path, const char *body,
                        char **resp, int *status, char *err, size_t errlen) {
   *resp = NULL;
   *status = 0;
-  size_t blen = strlen(body);
-  char head[512];
-  char *req = NULL;
-  int rc = SF_ETCD_UNREACHABLE;
   snprintf(err, errlen, "no endpoint tried");
   for (int k = 0; k < c->n && !aborted(c); k++) {
     int i = (c->cur + k) % c->n;
     if (c->fd >= 0 && i != c->cur)
       disconnect(c);
-    int hl = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\nHost: %s:%s\r\n"
-                      "Content-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n\r\n",
-                      path, c->ep[i].host, c->ep[i].port, blen);
-    free(req);
-    req = malloc((size_t)hl + blen);
-    if (!req) {
-      snprintf(err, errlen, "out of memory");
-      break;
-    }
-    memcpy(req, head, (size_t)hl);
-    memcpy(req + hl, body, blen);
-    char why[256];
-    /* A kept connection may have been closed by etcd while idle: one more
-     * try on a fresh connection before moving on. */
-    bool reused = c->fd >= 0;
-    int r = exchange(c, i, req, (size_t)hl + blen, why, sizeof why);
-    if (r != 0 && reused && !aborted(c))
-      r = exchange(c, i, req, (size_t)hl + blen, why, sizeof why);
-    if (r != 0) {
+    char why[512];
+    int rc = request(c, i, path, body, why, sizeof why);
+    if (rc != SF_ETCD_OK)
       snprintf(err, errlen, "%s: %s", c->ep[i].url, why);
+    if (rc == SF_ETCD_REFUSED) /* the user: every endpoint would refuse */
+      return rc;
+    if (rc != SF_ETCD_OK)
       continue;
-    }
-    int st = (int)c->parser.status_code;
-    if (st >= 500) {
-      snprintf(err, errlen, "%s answered HTTP %d", c->ep[i].url, st);
-      disconnect(c);
-      continue;
-    }
-    *status = st;
+    *status = (int)c->parser.status_code;
+    while (c->len > 0 && strchr("\r\n", c->body[c->len - 1]))
+      c->body[--c->len] = '\0'; /* for messages quoting a text reply */
     *resp = c->body ? c->body : strdup(""); /* handed over */
     c->body = NULL;
     c->len = c->cap = 0;
     if (!*resp) {
       snprintf(err, errlen, "out of memory");
-      break;
+      return SF_ETCD_UNREACHABLE;
     }
-    rc = SF_ETCD_OK;
-    break;
+    return SF_ETCD_OK;
   }
-  free(req);
-  return rc;
+  return SF_ETCD_UNREACHABLE;
 }

@@ -74,17 +74,18 @@ static void wake(sf_lease *l) {
 /* set_why records why no id is held ("": one is), and logs each change of
  * cause once, not each failed try. */
 static void set_why(sf_lease *l, const char *why) {
+  char w[sizeof l->why];
+  snprintf(w, sizeof w, "%s", why);
+  for (char *p = w; *p; p++) /* one line in every protocol */
+    if ((unsigned char)*p < 0x20 || *p == 0x7f)
+      *p = ' ';
   pthread_mutex_lock(&l->why_mu);
-  bool changed = strncmp(l->why, why, sizeof l->why - 1) != 0;
-  if (changed) {
-    snprintf(l->why, sizeof l->why, "%s", why);
-    for (char *p = l->why; *p; p++) /* one line in every protocol */
-      if ((unsigned char)*p < 0x20 || *p == 0x7f)
-        *p = ' ';
-  }
+  bool changed = strcmp(l->why, w) != 0;
+  if (changed)
+    memcpy(l->why, w, sizeof w);
   pthread_mutex_unlock(&l->why_mu);
-  if (changed && *why)
-    fprintf(stderr, "snowflaked: etcd: no machine id: %s (retrying)\n", why);
+  if (changed && *w)
+    fprintf(stderr, "snowflaked: etcd: no machine id: %s (retrying)\n", w);
 }
 
 /* lose gives up the id; a held id counts as a loss once. */
@@ -95,7 +96,7 @@ static void lose(sf_lease *l, const char *why) {
             (long long)l->held_id, why);
   }
   sf__lease_pub(l, -1, 0, 0, 0, true);
-  char w[300];
+  char w[SF_LEASE_WHY_MAX];
   snprintf(w, sizeof w, "machine id %lld given up: %s", (long long)l->held_id,
            why);
   set_why(l, w);

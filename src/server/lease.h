@@ -60,6 +60,8 @@
 /* How long start-up waits for the first claim (so that the start-up line
  * can name the id) before it listens anyway; the claims' backoff, capped. */
 #define SF_LEASE_START_WAIT_MS 1000
+/* The longest cause sf__lease_why gives, NUL included. */
+#define SF_LEASE_WHY_MAX 480
 #define SF_LEASE_BACKOFF_MIN_MS 250
 #define SF_LEASE_BACKOFF_MAX_MS 5000
 
@@ -92,16 +94,16 @@ typedef struct sf_lease_stats {
   sf_lease_state state;
   int64_t lease_id; /* etcd's lease id, 0 when none */
   int ttl_s;
-  uint64_t acquisitions; /* ids claimed, the first included */
-  uint64_t renewals;     /* keepalives that succeeded */
-  uint64_t renew_errors; /* keepalives that failed */
-  uint64_t losses;       /* times the id was given up as unsafe */
-  int64_t mark_ms;       /* the mark stored for the id held (0: none) */
-  int64_t floor_ms;      /* the mark found when the id was claimed */
-  uint64_t mark_writes;  /* marks stored */
-  uint64_t mark_errors;  /* mark writes that failed (etcd unreachable) */
-  uint64_t attempts;     /* tries to hold an id (claims, takings back) */
-  char why[256];         /* why no id is held ("" while one is) */
+  uint64_t acquisitions;      /* ids claimed, the first included */
+  uint64_t renewals;          /* keepalives that succeeded */
+  uint64_t renew_errors;      /* keepalives that failed */
+  uint64_t losses;            /* times the id was given up as unsafe */
+  int64_t mark_ms;            /* the mark stored for the id held (0: none) */
+  int64_t floor_ms;           /* the mark found when the id was claimed */
+  uint64_t mark_writes;       /* marks stored */
+  uint64_t mark_errors;       /* mark writes that failed (etcd unreachable) */
+  uint64_t attempts;          /* tries to hold an id (claims, takings back) */
+  char why[SF_LEASE_WHY_MAX]; /* why no id is held ("" while one is) */
 } sf_lease_stats;
 
 /* One consistent view of the lease, for the mint (mint.c). */

@@ -51,7 +51,7 @@ struct sf_lease {
   atomic_bool stopping, kicked;
   _Atomic uint64_t attempts; /* tries to hold an id, taken back or claimed */
   pthread_mutex_t why_mu;
-  char why[256]; /* why no id is held ("" while one is), under why_mu */
+  char why[SF_LEASE_WHY_MAX]; /* why no id is held ("" while one is) */
 
   int wake_fd; /* eventfd: sf__lease_kick and sf__lease_stop */
   pthread_t thread;

@@ -19,9 +19,11 @@
 #include <uv.h>
 
 #include "config.h"
+#include "etcd.h"
 #include "lease.h"
 #include "memcache.h"
 #include "node.h"
+#include "notify.h"
 #include "resp.h"
 #include "server.h"
 #include "snowflake.h"
@@ -107,8 +109,17 @@ static void raise_nofile(void) {
   }
 }
 
+/* The main thread's loop, which only waits for SIGTERM and SIGINT and,
+ * under systemd with an etcd lease, keeps STATUS= up to date. */
+static uv_loop_t loop;
+static uv_signal_t sigterm, sigint;
+static uv_timer_t status_timer;
+
 static void on_signal(uv_signal_t *h, int signum) {
   (void)signum;
+  sf__notify("STOPPING=1\nSTATUS=stopping: finishing the requests in flight");
+  if (uv_is_active((uv_handle_t *)&status_timer))
+    uv_close((uv_handle_t *)&status_timer, NULL);
   if (server) {
     sf__server_stop(server);
     server = NULL;
@@ -215,6 +226,11 @@ static void take_lease(snowflaked *d) {
   lc.ttl_s = cfg->etcd_lease_ttl;
   lc.min_id = cfg->machine_id_min;
   lc.max_id = cfg->machine_id_max;
+  sf_etcd_security sec = {cfg->etcd_cacert,   cfg->etcd_cert,
+                          cfg->etcd_key,      cfg->etcd_username,
+                          cfg->etcd_password, cfg->etcd_password_file};
+  if (sf__etcd_security_setup(&sec, cfg->etcd_endpoints, err, sizeof err))
+    die(2, "%s", err);
   if (sf__lease_start(&lc, &d->lease, err, sizeof err) != 0)
     die(2, "%s%s", strncmp(err, "ETCD_", 5) ? "MACHINE_ID=auto: " : "", err);
   d->node.lease = &lease_ops;
@@ -258,7 +274,7 @@ static void announce(const snowflaked *d) {
   char epoch[SF_TIME_BUFSIZE];
   sf_lease_snap ls = {.id = -1};
   uint64_t id = cfg->machine_id;
-  char more[64] = "", mid[300];
+  char more[64] = "", mid[SF_LEASE_WHY_MAX + 40];
   unsigned i = 1;
   /* The other listeners, in the order main() made them. */
   if (cfg->redis_port >= 0)
@@ -271,7 +287,7 @@ static void announce(const snowflaked *d) {
   if (d->lease && sf__lease_snapshot(d->lease, &ls) == 0) {
     snprintf(mid, sizeof mid, "%lld (etcd lease)", (long long)ls.id);
   } else if (d->lease) { /* still waiting: the lease logs the id it takes */
-    char why[256];
+    char why[SF_LEASE_WHY_MAX];
     sf__lease_why(d->lease, why, sizeof why);
     snprintf(mid, sizeof mid, "pending (etcd lease: %s)", why);
   }
@@ -289,10 +305,6 @@ static void announce(const snowflaked *d) {
           cfg->state_file[0] ? cfg->state_file : "-");
 }
 
-/* The main thread's loop, which only waits for SIGTERM and SIGINT. */
-static uv_loop_t loop;
-static uv_signal_t sigterm, sigint;
-
 /* watch_signals catches SIGTERM and SIGINT from before the server starts:
  * a signal that comes before the loop runs waits in libuv until it does,
  * so a stop sent right after the "listening" line still stops cleanly. */
@@ -302,6 +314,55 @@ static void watch_signals(void) {
   uv_signal_init(&loop, &sigint);
   uv_signal_start(&sigterm, on_signal, SIGTERM);
   uv_signal_start(&sigint, on_signal, SIGINT);
+}
+
+/* status says what `systemctl status` shows: the port and the machine id
+ * IDs are issued under, or why none is. */
+static void status(const snowflaked *d, char *buf, size_t n) {
+  const sf_srv_config *cfg = &d->cfg;
+  unsigned port = sf__server_port(server, 0);
+  sf_lease_stats ls;
+  if (!d->lease) {
+    snprintf(buf, n, "serving on port %u, machine id %llu%s", port,
+             (unsigned long long)cfg->machine_id,
+             cfg->machine_mode == SF_MID_ORDINAL ? " (ordinal)" : "");
+    return;
+  }
+  sf__lease_stats_get(d->lease, &ls);
+  if (ls.machine_id >= 0)
+    snprintf(buf, n, "serving on port %u, machine id %lld (etcd lease)", port,
+             (long long)ls.machine_id);
+  else
+    snprintf(buf, n,
+             "listening on port %u, issuing no IDs: waiting for etcd: %.180s",
+             port, ls.why[0] ? ls.why : sf__lease_state_name(ls.state));
+}
+
+static void on_status_timer(uv_timer_t *t) {
+  static char last[256];
+  char now[256], msg[300];
+  status(t->data, now, sizeof now);
+  if (strcmp(now, last) == 0)
+    return;
+  snprintf(last, sizeof last, "%s", now);
+  snprintf(msg, sizeof msg, "STATUS=%s", now);
+  sf__notify(msg);
+}
+
+/* notify_ready tells systemd (Type=notify) that the node listens, and
+ * keeps STATUS= current while an etcd lease can come and go. */
+static void notify_ready(snowflaked *d) {
+  char st[256], msg[300];
+  status(d, st, sizeof st);
+  snprintf(msg, sizeof msg, "READY=1\nSTATUS=%s", st);
+  if (sf__notify(msg) < 0)
+    fprintf(stderr, "snowflaked: sd_notify to NOTIFY_SOCKET=%s: %s\n",
+            getenv("NOTIFY_SOCKET"), strerror(errno));
+  else if (getenv("NOTIFY_SOCKET") && d->lease) {
+    uv_timer_init(&loop, &status_timer);
+    status_timer.data = d;
+    uv_timer_start(&status_timer, on_status_timer, 1000, 1000);
+  }
 }
 
 /* serve runs until SIGTERM or SIGINT has stopped the server. */
@@ -317,6 +378,7 @@ static void serve(void) {
 
 static void shutdown_daemon(snowflaked *d) {
   sf__lease_stop(d->lease);
+  sf__etcd_security_teardown();
   sf_gen_free(d->gen);
   sf_statefile_close(d->sfile);
   free(d->node.stats);
@@ -351,6 +413,7 @@ int main(int argc, char **argv) {
   if (sf__server_start(&d.node, specs, nspecs, &server, err, sizeof err))
     die(1, "%s", err);
   announce(&d);
+  notify_ready(&d);
   serve();
   shutdown_daemon(&d);
   return 0;

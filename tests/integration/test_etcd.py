@@ -77,7 +77,8 @@ class Etcd:
         self.proc = None
         self.log = open(os.path.join(tmp, "etcd.log"), "ab")
 
-    def start(self):
+    def start(self, *extra):
+        """Starts etcd (extra: more flags, e.g. TLS) and waits for it."""
         peer = "http://127.0.0.1:%d" % self.peer
         self.proc = subprocess.Popen(
             [ETCD, "--name", "n1", "--data-dir", os.path.join(self.dir, "data"),
@@ -86,7 +87,7 @@ class Etcd:
              "--listen-peer-urls", peer,
              "--initial-advertise-peer-urls", peer,
              "--initial-cluster", "n1=" + peer,
-             "--max-txn-ops", "1024"],
+             "--max-txn-ops", "1024"] + list(extra),
             stdout=self.log, stderr=subprocess.STDOUT)
         wait_for("etcd to answer", lambda: self._healthy())
 

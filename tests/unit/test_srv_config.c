@@ -187,6 +187,65 @@ static void test_auto_without_etcd(void **state) {
   assert_string_equal(c.etcd_endpoints, "http://e:2379");
 }
 
+/* The TLS and auth settings against each other and the endpoints, in
+ * MACHINE_ID=auto only; the message names the setting (or its flag). */
+static void test_etcd_security_settings(void **state) {
+  static const struct {
+    const char *env[3], *want;
+  } cases[] = {
+      {{"ETCD_CERT=c.pem"}, "ETCD_CERT needs ETCD_KEY"},
+      {{"ETCD_KEY=k.pem"}, "ETCD_KEY needs ETCD_CERT"},
+      {{"ETCD_ENDPOINTS=http://e:2379", "ETCD_CACERT=ca.pem"},
+       "ETCD_CACERT needs an https:// endpoint in ETCD_ENDPOINTS"},
+      {{"ETCD_ENDPOINTS=http://e:2379", "ETCD_CERT=c.pem", "ETCD_KEY=k.pem"},
+       "ETCD_CERT needs an https:// endpoint in ETCD_ENDPOINTS"},
+      {{"ETCD_ENDPOINTS=https://e:2379,http://f:2379"},
+       "ETCD_ENDPOINTS mixes http:// and https:// endpoints (the password "
+       "and token would cross the plain ones; got "
+       "\"https://e:2379,http://f:2379\")"},
+      {{"ETCD_USERNAME=sf", "ETCD_PASSWORD=x", "ETCD_PASSWORD_FILE=/pw"},
+       "ETCD_PASSWORD needs ETCD_PASSWORD_FILE unset (one of them)"},
+      {{"ETCD_PASSWORD=x"}, "ETCD_PASSWORD needs ETCD_USERNAME"},
+      {{"ETCD_PASSWORD_FILE=/pw"}, "ETCD_PASSWORD_FILE needs ETCD_USERNAME"},
+      {{"ETCD_USERNAME=sf"},
+       "ETCD_USERNAME needs ETCD_PASSWORD or ETCD_PASSWORD_FILE"},
+      /* good ones */
+      {{"ETCD_CACERT=ca.pem", "ETCD_CERT=c.pem", "ETCD_KEY=k.pem"}, ""},
+      {{"ETCD_USERNAME=sf", "ETCD_PASSWORD_FILE=/pw"}, ""},
+      {{"ETCD_ENDPOINTS=http://e:2379", "ETCD_USERNAME=sf", "ETCD_PASSWORD=x"},
+       ""},
+  };
+  sf_srv_config c;
+  char err[256];
+  char *argv[] = {"snowflaked", NULL};
+  (void)state;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *envp[6] = {NULL};
+    size_t n = 0;
+    for (size_t k = 0; k < 3 && cases[i].env[k]; k++)
+      envp[n++] = (char *)cases[i].env[k];
+    envp[n++] = "ETCD_ENDPOINTS=https://e:2379";
+    envp[n++] = "MACHINE_ID=auto";
+    int rc = parse(argv, envp, "h", &c, err);
+    assert_string_equal(err, cases[i].want);
+    assert_int_equal(rc, cases[i].want[0] ? -1 : 0);
+    /* With a fixed machine id, the etcd settings are not used. */
+    envp[n - 1] = "MACHINE_ID=3";
+    assert_int_equal(parse(argv, envp, "h", &c, err), 0);
+  }
+  /* A flag is named as given. */
+  char *a1[] = {"snowflaked", "--etcd-cert", "c.pem", NULL};
+  char *e1[] = {"MACHINE_ID=auto", "ETCD_ENDPOINTS=https://e", NULL};
+  assert_int_equal(parse(a1, e1, "h", &c, err), -1);
+  assert_string_equal(err, "--etcd-cert needs ETCD_KEY");
+  char *a2[] = {"snowflaked", "--etcd-password-file=/run/secrets/pw",
+                "--etcd-username=sf", NULL};
+  assert_int_equal(parse(a2, e1, "h", &c, err), 0);
+  assert_string_equal(c.etcd_username, "sf");
+  assert_string_equal(c.etcd_password_file, "/run/secrets/pw");
+  assert_string_equal(c.etcd_cacert, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -196,6 +255,7 @@ int main(void) {
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_flag_errors_name_the_flag),
       cmocka_unit_test(test_auto_without_etcd),
+      cmocka_unit_test(test_etcd_security_settings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,6 +49,36 @@ static void test_b64_rejects(void **state) {
     assert_int_equal(sf__b64_decode(bad[i], out, sizeof out), -1);
   /* Too long for the buffer. */
   assert_int_equal(sf__b64_decode("Zm9vYmFy", out, 5), -1);
+  /* White space and '=' inside are refused (OpenSSL's decoder would take
+   * them); padding may be left out. */
+  static const char *strict[] = {" Zg==", "Zm9v\n", "Zm9v Zg==", "Zg==Zg=="};
+  for (size_t i = 0; i < sizeof strict / sizeof strict[0]; i++)
+    assert_int_equal(sf__b64_decode(strict[i], out, sizeof out), -1);
+  assert_int_equal(sf__b64_decode("Zm9vYg", out, sizeof out), 4);
+  assert_memory_equal(out, "foob", 4);
+  assert_int_equal(sf__b64_decode("Zm8", out, 2), 2);
+  assert_memory_equal(out, "fo", 2);
+}
+
+/* Inputs longer than one piece handed to OpenSSL (3 MiB) round-trip. */
+static void test_b64_long(void **state) {
+  (void)state;
+  size_t n = (3u << 20) * 2 + 5;
+  unsigned char *raw = malloc(n), *back = malloc(n);
+  char *enc = malloc(SF_B64_LEN(n));
+  assert_non_null(raw);
+  assert_non_null(back);
+  assert_non_null(enc);
+  for (size_t i = 0; i < n; i++)
+    raw[i] = (unsigned char)(i * 7 + (i >> 9));
+  sf__b64_encode(raw, n, enc);
+  assert_int_equal(strlen(enc), SF_B64_LEN(n) - 1);
+  assert_int_equal(sf__b64_decode(enc, back, n), (long)n);
+  assert_memory_equal(raw, back, n);
+  assert_int_equal(sf__b64_decode(enc, back, n - 1), -1);
+  free(raw);
+  free(back);
+  free(enc);
 }
 
 static void test_parse_i64(void **state) {
@@ -221,8 +251,9 @@ static void test_endpoints_are_checked(void **state) {
     const char *endpoints, *says;
   } bad[] = {
       {"", "no endpoint given"},
-      {"127.0.0.1:2379", "not an http:// URL"},
-      {"https://etcd:2379", "https is not supported"},
+      {"127.0.0.1:2379", "not an http:// or https:// URL"},
+      {"ftp://etcd:2379", "not an http:// or https:// URL"},
+      {"https://etcd:2379", "https needs the TLS settings"},
       {"http://etcd:2379/v3", "a path is not allowed"},
       {"http://:2379", "not a valid URL"},
       {"http://etcd:99999", "not a valid URL"},
@@ -246,18 +277,159 @@ static void test_endpoints_are_checked(void **state) {
                                      1000, NULL, &c, err, sizeof err),
                    0);
   sf__etcd_http_free(c);
+  /* https, once the TLS settings are read (none: the system's CAs). */
+  sf_etcd_security none = {0};
+  assert_int_equal(
+      sf__etcd_security_setup(&none, "https://etcd", err, sizeof err), 0);
+  assert_int_equal(sf__etcd_http_new("https://etcd,https://[::1]:2379/", 1000,
+                                     NULL, &c, err, sizeof err),
+                   0);
+  assert_string_equal(sf__etcd_http_url(c), "https://etcd");
+  sf__etcd_http_free(c);
+  sf__etcd_security_teardown();
+}
+
+/* The files' checks; the certificates themselves are tested against a real
+ * etcd (tests/integration/test_etcd_tls.py). */
+static void test_security_setup_names_the_setting(void **state) {
+  (void)state;
+  static const struct {
+    sf_etcd_security s;
+    const char *says;
+  } bad[] = {
+      {{.cacert = "/nonexistent/ca.pem"},
+       "ETCD_CACERT: cannot read \"/nonexistent/ca.pem\": No such file"},
+      {{.cacert = "/dev/null"}, "ETCD_CACERT: \"/dev/null\" holds no PEM"},
+      {{.cert = "/dev/null"}, "ETCD_CERT and ETCD_KEY go together"},
+      {{.cert = "/nonexistent/c.pem", .key = "/dev/null"},
+       "ETCD_CERT: cannot read \"/nonexistent/c.pem\""},
+      {{.cert = "/dev/null", .key = "/dev/null"},
+       "ETCD_CERT: \"/dev/null\" holds no PEM certificate"},
+      {{.username = "sf"}, "ETCD_USERNAME needs ETCD_PASSWORD"},
+      {{.username = "sf", .password_file = "/nonexistent/pw"},
+       "ETCD_PASSWORD_FILE: cannot read \"/nonexistent/pw\""},
+      {{.username = "sf", .password_file = "/dev/null"},
+       "ETCD_PASSWORD_FILE: \"/dev/null\" must hold one password"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char err[256] = "";
+    assert_int_equal(
+        sf__etcd_security_setup(&bad[i].s, "https://e", err, sizeof err), -1);
+    if (!strstr(err, bad[i].says))
+      fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].says);
+    assert_false(sf__etcd_auth_on());
+  }
+  /* Without an https endpoint, no TLS file is read. */
+  char err[256];
+  sf_etcd_security ca = {.cacert = "/nonexistent/ca.pem"};
+  assert_int_equal(sf__etcd_security_setup(&ca, "http://e", err, sizeof err),
+                   0);
+  sf__etcd_security_teardown();
+}
+
+static void test_auth_body_and_reply(void **state) {
+  (void)state;
+  char err[256], *body = NULL, *tok = NULL;
+  sf_etcd_security s = {.username = "sf", .password = "p\"w"};
+  assert_int_equal(sf__etcd_security_setup(&s, "http://e", err, sizeof err), 0);
+  assert_true(sf__etcd_auth_on());
+  assert_int_equal(sf__etcd_auth_body(&body, err, sizeof err), 0);
+  assert_string_equal(body, "{\"name\":\"sf\",\"password\":\"p\\\"w\"}");
+  free(body);
+  /* etcd 3.4's answers, as its gateway sends them. */
+  assert_int_equal(sf__etcd_auth_reply(200,
+                                       "{\"header\":{\"revision\":\"1\"},"
+                                       "\"token\":\"THvaxEEfAPZiPeUv.18\"}",
+                                       &tok, err, sizeof err),
+                   SF_ETCD_OK);
+  assert_string_equal(tok, "THvaxEEfAPZiPeUv.18");
+  free(tok);
+  assert_int_equal(sf__etcd_auth_reply(
+                       400,
+                       "{\"error\":\"etcdserver: authentication failed, "
+                       "invalid user ID or password\",\"message\":"
+                       "\"etcdserver: authentication failed, invalid user ID "
+                       "or password\",\"code\":3}",
+                       &tok, err, sizeof err),
+                   SF_ETCD_REFUSED);
+  assert_null(tok);
+  assert_non_null(strstr(err, "etcd refused user \"sf\": HTTP 400: "
+                              "etcdserver: authentication failed"));
+  assert_non_null(strstr(err, "check ETCD_USERNAME and ETCD_PASSWORD"));
+  assert_null(strstr(err, "p\"w"));
+  assert_int_equal(sf__etcd_auth_reply(400,
+                                       "CommonName of client sending a request "
+                                       "against gateway will be ignored and "
+                                       "not used as expected",
+                                       &tok, err, sizeof err),
+                   SF_ETCD_REFUSED);
+  assert_non_null(strstr(err, "issue ETCD_CERT without CN"));
+  assert_int_equal(
+      sf__etcd_auth_reply(400,
+                          "{\"error\":\"etcdserver: authentication is not "
+                          "enabled\",\"message\":\"etcdserver: authentication "
+                          "is not enabled\",\"code\":9}",
+                          &tok, err, sizeof err),
+      SF_ETCD_OK);
+  assert_string_equal(tok, ""); /* requests go without a token */
+  free(tok);
+  assert_int_equal(sf__etcd_auth_reply(503, "", &tok, err, sizeof err),
+                   SF_ETCD_UNREACHABLE);
+  sf__etcd_security_teardown();
+  assert_false(sf__etcd_auth_on());
+}
+
+static void test_token_gone_and_hints(void **state) {
+  (void)state;
+  static const struct {
+    int status;
+    const char *body;
+    bool gone;
+  } replies[] = {
+      {401,
+       "{\"error\":\"etcdserver: invalid auth token\",\"message\":"
+       "\"etcdserver: invalid auth token\",\"code\":16}",
+       true},
+      {400, "{\"message\":\"etcdserver: revision of auth store is old\"}",
+       true},
+      {400, "{\"message\":\"etcdserver: user name is empty\"}", true},
+      /* keepalive streams its error inside the body */
+      {200, "{\"error\":{\"message\":\"etcdserver: invalid auth token\"}}",
+       true},
+      {403, "{\"message\":\"etcdserver: permission denied\"}", false},
+      {200, "{\"kvs\":[]}", false},
+      {200, NULL, false},
+  };
+  for (size_t i = 0; i < sizeof replies / sizeof replies[0]; i++)
+    if (sf__etcd_auth_token_gone(replies[i].status, replies[i].body) !=
+        replies[i].gone)
+      fail_msg("case %zu", i);
+  assert_non_null(strstr(sf__etcd_hint("etcdserver: permission denied"),
+                         "readwrite on ETCD_PREFIX"));
+  assert_non_null(strstr(sf__etcd_hint("etcdserver: user name is empty"),
+                         "set ETCD_USERNAME"));
+  assert_non_null(
+      strstr(sf__etcd_hint("Client sent an HTTP request to an HTTPS server."),
+             "https://"));
+  assert_string_equal(sf__etcd_hint("etcdserver: requested lease not found"),
+                      "");
+  assert_string_equal(sf__etcd_hint(NULL), "");
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_b64_round_trip),
       cmocka_unit_test(test_b64_rejects),
+      cmocka_unit_test(test_b64_long),
       cmocka_unit_test(test_parse_i64),
       cmocka_unit_test(test_parse_mark_value),
       cmocka_unit_test(test_parse_scan),
       cmocka_unit_test(test_parse_claim),
       cmocka_unit_test(test_parse_raise),
       cmocka_unit_test(test_endpoints_are_checked),
+      cmocka_unit_test(test_security_setup_names_the_setting),
+      cmocka_unit_test(test_auth_body_and_reply),
+      cmocka_unit_test(test_token_gone_and_hints),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
