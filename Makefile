@@ -68,8 +68,8 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 # first step of a make that does nothing else (DEPS_FRONT), and the build
 # happens in the fresh make it starts (SF_DEPS_READY=1).
 DEPS_INSTALL := run test test-unit test-integration test-ops test-tsan bench \
-                bench-gen bench-http bench-resp bench-h2 bench-views soak fuzz \
-                fuzz-ci nemesis nemesis-ci
+                bench-gen bench-http bench-resp bench-h2 bench-views \
+                bench-etcd-load soak fuzz fuzz-ci nemesis nemesis-ci
 DEPS_NONE := clean uninstall deps e2e
 DEPS_test := build test ops
 DEPS_test-unit := build test
@@ -83,6 +83,7 @@ DEPS_bench-http := build bench
 DEPS_bench-resp := build bench
 DEPS_bench-h2 := build bench
 DEPS_bench-views := build bench
+DEPS_bench-etcd-load := build etcd
 DEPS_soak := build bench
 DEPS_fuzz := build fuzz
 DEPS_fuzz-ci := build fuzz
@@ -144,7 +145,7 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 ifeq ($(WITH_ETCD),auto)
 WITH_ETCD := $(shell pkg-config --exists jansson && echo 1 || echo 0)
 endif
-ETCD_SRC := src/server/lease.c src/server/etcd.c src/server/etcd_http.c
+ETCD_SRC := src/server/lease.c src/server/lease_claim.c src/server/etcd.c src/server/etcd_http.c
 ifeq ($(WITH_ETCD),1)
 ETCD_CFLAGS := -DSF_WITH_ETCD=1 $(shell pkg-config --cflags jansson)
 ETCD_LIBS := $(shell pkg-config $(if $(filter 1,$(STATIC)),--static) --libs jansson)
@@ -192,7 +193,7 @@ SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) $(H2_CFLAGS) \
                 -Isrc/server -I$(GEN)
 SERVER_LIBS = $(UV_LIBS) $(H2_LIBS) $(ETCD_LIBS) -lpthread
 
-.PHONY: bench-gen bench-http bench-views bench-resp bench-h2 all run test test-unit test-integration test-ops test-tsan lint format \
+.PHONY: bench-gen bench-http bench-views bench-resp bench-h2 bench-etcd-load all run test test-unit test-integration test-ops test-tsan lint format \
         install uninstall clean bench fuzz fuzz-ci fuzz-build soak e2e deps nemesis nemesis-ci
 
 all: $(LIB_A) $(LIB_SO) $(CLI) $(SERVER) $(BUILD)/snowflake.pc
@@ -344,7 +345,7 @@ bench-views: $(BENCH_VIEWS) $(SERVER)
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_views.sh
 
 # Every benchmark, one after the other (about 15 minutes).
-bench: bench-gen bench-http bench-views bench-resp bench-h2
+bench: bench-gen bench-http bench-views bench-resp bench-h2 bench-etcd-load
 
 bench-gen: $(BENCH_GEN) $(CLI)
 	./$(BENCH_GEN) --cli ./$(CLI)
@@ -363,6 +364,11 @@ bench-resp: $(SERVER)
 # http2 constant, idle RSS; h2load, alternating rounds.
 bench-h2: $(SERVER)
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_h2.sh
+
+# What one MACHINE_ID=auto node asks of etcd per second, by request kind,
+# from etcd's counters (BASELINE=path: an earlier build the same way).
+bench-etcd-load: $(SERVER)
+	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_etcd_load.sh
 
 # The soak: wrk for 60 s at 256 connections on /id, errors and RSS every 5 s
 # (not part of make test).

@@ -9,6 +9,9 @@
 #
 #   ROUNDS=3 DURATION=10 sh bench/bench_http.sh     (make bench-http)
 #   SNOWFLAKED=path  SERVER_CPU=0  CLIENT_CPU=1     (taskset pinning)
+#   BASELINE=path  another snowflaked (an earlier commit's) as one more
+#                  MACHINE_ID=auto row, sf-base, on the same etcd, in the same
+#                  alternating rounds: the ratio sf-auto/sf-base
 set -eu
 
 ROUNDS=${ROUNDS:-3}
@@ -112,6 +115,15 @@ if [ -x "$ETCD" ]; then
   SFA_PID=$!; PIDS="$PIDS $SFA_PID"
   wait_port "$SFA_PORT" /health
   AUTO=sf-auto
+  if [ -n "${BASELINE:-}" ]; then
+    SFB_PORT=$(free_port)
+    MACHINE_ID=auto ETCD_ENDPOINTS="http://127.0.0.1:$EC_PORT" PORT=$SFB_PORT \
+      BIND=127.0.0.1 THREADS=1 taskset -c "$SERVER_CPU" "$BASELINE" \
+      2>"$DIR/sfb.log" &
+    SFB_PID=$!; PIDS="$PIDS $SFB_PID"
+    wait_port "$SFB_PORT" /health
+    AUTO="sf-auto sf-base"
+  fi
 else
   echo "(etcd not installed: no MACHINE_ID=auto row; sh scripts/deps.sh test)"
 fi
@@ -128,6 +140,7 @@ while [ "$r" -le "$ROUNDS" ]; do
     case $who in
       snowflaked) url="http://127.0.0.1:$SF_PORT/id" ;;
       sf-auto) url="http://127.0.0.1:$SFA_PORT/id" ;;
+      sf-base) url="http://127.0.0.1:$SFB_PORT/id" ;;
       *) url="http://127.0.0.1:$NG_PORT/id" ;;
     esac
     set -- $(run_wrk "$url")
@@ -146,12 +159,18 @@ awk '
       a = rps["sf-auto"] / n["sf-auto"]
       printf "%-11s %12.0f %14.3f\n", "sf-auto", a, p99["sf-auto"]
     }
+    if (n["sf-base"]) {
+      b = rps["sf-base"] / n["sf-base"]
+      printf "%-11s %12.0f %14.3f\n", "sf-base", b, p99["sf-base"]
+    }
     printf "%-11s %12.0f %14.3f\n", "nginx", g, p99["nginx"]
     printf "ratio snowflaked/nginx: %.3f  (target >= 0.95)\n", s / g
     if (n["sf-auto"])
       printf "ratio sf-auto/nginx: %.3f  (MACHINE_ID=auto)\n", a / g
+    if (n["sf-base"])
+      printf "ratio sf-auto/sf-base: %.3f  (BASELINE=%s)\n", a / b, base
     printf "p99 at %d conns: %.3f ms  (target <= 1 ms)\n", conns, p99["snowflaked"]
-  }' conns="$CONNS" "$DIR/rounds"
+  }' conns="$CONNS" base="${BASELINE:-}" "$DIR/rounds"
 for p in $PIDS; do kill "$p" 2>/dev/null || true; done
 wait 2>/dev/null || true
 PIDS=""

@@ -35,6 +35,8 @@ static int p_machine_id(const opt *, const char *, const char *,
                         size_t);
 static int p_int(const opt *, const char *, const char *, sf_srv_config *,
                  const sf_config_input *, char *, size_t);
+static int p_id_range(const opt *, const char *, const char *, sf_srv_config *,
+                      const sf_config_input *, char *, size_t);
 static int p_threads(const opt *, const char *, const char *, sf_srv_config *,
                      const sf_config_input *, char *, size_t);
 static int p_port_off(const opt *, const char *, const char *, sf_srv_config *,
@@ -57,6 +59,9 @@ static const opt opts[] = {
      "0..1023, \"auto\" (etcd lease) or \"ordinal\" (required)"},
     {"MACHINE_ID_OFFSET", "--machine-id-offset", p_int,
      FIELD(machine_id_offset), 0, -1, "0", "added to the ordinal (0)"},
+    {"MACHINE_ID_RANGE", "--machine-id-range", p_id_range,
+     FIELD(machine_id_min), 0, -1, NULL,
+     "ids MACHINE_ID=auto may claim, LOW-HIGH (0-1023)"},
     {"PORT", "--port", p_int, FIELD(port), 0, 65535, "8000",
      "TCP port, 0 for an ephemeral one (8000)"},
     {"REDIS_PORT", "--redis-port", p_port_off, FIELD(redis_port), 0, 65535,
@@ -203,6 +208,38 @@ static int p_port_off(const opt *o, const char *v, const char *src,
   if (v)
     return p_int(o, v, src, c, in, err, errlen);
   memcpy(field(c, o), &off, sizeof off);
+  return 0;
+}
+
+/* p_id_range reads "LOW-HIGH" (both in the layout's ids, LOW <= HIGH); unset:
+ * every id. */
+static int p_id_range(const opt *o, const char *v, const char *src,
+                      sf_srv_config *c, const sf_config_input *in, char *err,
+                      size_t errlen) {
+  int64_t lo = 0, hi = max_of(o, c);
+  char low[24];
+  const char *dash = v ? strchr(v, '-') : NULL;
+  size_t n = dash ? (size_t)(dash - v) : 0;
+  (void)in;
+  c->machine_id_min = 0;
+  c->machine_id_max = (uint64_t)hi;
+  if (!v)
+    return 0;
+  if (n > 0 && n < sizeof low) {
+    memcpy(low, v, n);
+    low[n] = '\0';
+  }
+  if (n == 0 || n >= sizeof low || parse_int(low, &lo) ||
+      parse_int(dash + 1, &hi) || lo > hi || hi > max_of(o, c)) {
+    snprintf(err, errlen,
+             "%s must be LOW-HIGH with 0 <= LOW <= HIGH <= %lld (got "
+             "\"%.64s\")",
+             src, (long long)max_of(o, c), v);
+    return -1;
+  }
+  c->machine_id_min = (uint64_t)lo;
+  c->machine_id_max = (uint64_t)hi;
+  c->machine_id_range_set = 1;
   return 0;
 }
 
@@ -366,6 +403,13 @@ static int check_machine(const sf_config_input *in, sf_srv_config *c,
     snprintf(err, errlen,
              "ETCD_ENDPOINTS is required with MACHINE_ID=auto: "
              "http://host:2379[,http://...] (got \"\")");
+    return -1;
+  }
+  if (c->machine_id_range_set && c->machine_mode != SF_MID_AUTO) {
+    snprintf(err, errlen,
+             "MACHINE_ID_RANGE applies to MACHINE_ID=auto only (got %s=%s)",
+             mid_src,
+             c->machine_mode == SF_MID_ORDINAL ? "ordinal" : "a number");
     return -1;
   }
   if (c->machine_mode == SF_MID_ORDINAL) {

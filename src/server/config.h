@@ -37,6 +37,9 @@ typedef struct sf_srv_config {
   uint64_t machine_id;             /* fixed or ordinal: the id to use */
   uint64_t machine_id_offset;      /* added to the ordinal */
   uint64_t max_machine_id;         /* of the layout */
+  uint64_t machine_id_min;         /* MACHINE_ID=auto claims only ids in */
+  uint64_t machine_id_max;         /* machine_id_min..machine_id_max */
+  int machine_id_range_set;        /* MACHINE_ID_RANGE was given */
   unsigned port;                   /* 0: an ephemeral port */
   int redis_port;                  /* RESP listener: -1 off, 0 ephemeral */
   int memcached_port;              /* memcached listener: the same */

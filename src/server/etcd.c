@@ -8,13 +8,50 @@
  *   scan:      POST /v3/kv/range        every key under the prefix
  *   claim:     POST /v3/kv/txn  if create_revision(P<id>) == 0:
  *                                 put P<id> = holder, lease; get P<id>/mark
+ *                               else: get P<id>; get P<id>/mark
  *   owner:     POST /v3/kv/range        P<id>, keys only -> its lease
- *   put_mark:  POST /v3/kv/txn  if lease(P<id>) == ours: put P<id>/mark
+ *   raise_mark POST /v3/kv/txn  if lease(P<id>) == ours and
+ *                                  value(P<id>/mark) < new (or no mark yet):
+ *                                 put P<id>/mark = new
+ *                               else: get P<id>; get P<id>/mark
  *
- * The claim reads the mark in the same transaction that creates the holder
- * key, so the mark it returns is the last one any earlier holder stored:
- * every mark write is fenced on the writer's own key being bound to the
- * writer's lease, and that key no longer exists when the claim succeeds.
+ * Why a handover never repeats an ID. A holder issues only IDs below a mark
+ * etcd has acknowledged; the next holder's claim reads the mark in the
+ * transaction that creates its key, and issues only above it. That is
+ * enough only if the mark a claim reads is at least every mark any earlier
+ * holder was told was stored. Two things make it so:
+ *   1. The fence: a mark write applies only while the writer's key is bound
+ *      to the writer's lease, and a claim succeeds only when no key exists;
+ *      so no earlier holder's write applies after a later claim.
+ *   2. Marks only go up: every write is a compare-and-set that applies only
+ *      above the stored mark. Marks are 13 zero-padded digits, so etcd's
+ *      byte comparison (value < new) is the numeric one; a missing mark is
+ *      created only while none exists (create_revision == 0).
+ * Without 2, a write that lands late lowers the mark: the transport resends
+ * a timed-out request to the next endpoint while the first copy may still
+ * sit in a frozen member or a slow network, and the holder goes on writing
+ * higher marks and issuing below them; when the old copy lands (even after
+ * its writer died, as long as its lease lives) the fence passes and the
+ * mark drops below IDs already issued. With 2 it fails and changes nothing.
+ *
+ * Every other request, landing late, twice or on a member that was behind:
+ *   claim      a copy that applied earlier than its answer (lost, timed
+ *              out, resent) finds our own key: the failure branch reads it
+ *              and its mark, and the claim counts as won; the mark read is
+ *              the one the claim saw, since only the key's holder writes it.
+ *              A copy landing after we revoked the lease fails (no lease).
+ *   grant      a duplicate makes a second lease with no key on it; it
+ *              expires after one TTL.
+ *   keepalive  a late copy restarts etcd's TTL later than we count from
+ *              (our deadline runs from the request's start): safe side.
+ *   revoke     a late or second copy ends a lease already given up.
+ *   scan       only orders the candidates; the claim reads the mark itself.
+ *   owner      read while our lease is alive, so our key cannot go between
+ *              the keepalive that proved the lease and the read.
+ * Reads and transactions go through raft (the gateway's range is
+ * linearizable unless asked otherwise), so a member that was behind answers
+ * only once it has caught up; compares are evaluated when a transaction is
+ * applied, not when it was sent.
  */
 #include "etcd.h"
 
@@ -173,7 +210,27 @@ int sf__etcd_parse_scan(const char *text, const char *prefix,
   return 0;
 }
 
-int sf__etcd_parse_claim(const char *text, bool *won, int64_t *mark) {
+/* range_kv is kvs[0] of the range in responses[i] of a transaction reply,
+ * NULL when there is none; *is_range says whether responses[i] is a range. */
+static const json_t *range_kv(const json_t *root, size_t i, bool *is_range) {
+  const json_t *rr = json_object_get(
+      json_array_get(json_object_get(root, "responses"), i), "response_range");
+  *is_range = json_is_object(rr);
+  return json_array_get(json_object_get(rr, "kvs"), 0);
+}
+
+/* kv_mark reads the mark in kv (NULL: none, 0): 0, or -1 when not one. */
+static int kv_mark(const json_t *kv, int64_t *mark) {
+  *mark = 0;
+  if (!kv)
+    return 0;
+  *mark = sf__etcd_parse_mark_value(
+      json_string_value(json_object_get(kv, "value")));
+  return *mark < 0 ? -1 : 0;
+}
+
+int sf__etcd_parse_claim(const char *text, int64_t lease, bool *won,
+                         int64_t *mark) {
   json_t *root = json_loads(text, 0, NULL);
   *won = false;
   *mark = 0;
@@ -181,22 +238,39 @@ int sf__etcd_parse_claim(const char *text, bool *won, int64_t *mark) {
     json_decref(root);
     return -1;
   }
-  *won = json_is_true(json_object_get(root, "succeeded"));
+  /* Both branches end with the mark's range; the failure branch starts
+   * with the holder key's: ours when an earlier copy of this claim won. */
+  bool range0 = false, range1 = false;
+  bool created = json_is_true(json_object_get(root, "succeeded"));
+  const json_t *holder = created ? NULL : range_kv(root, 0, &range0);
+  const json_t *mk = range_kv(root, 1, &range1);
+  *won = created || (holder && sf__etcd_parse_i64(holder, "lease") == lease);
   int rc = 0;
-  if (*won) {
-    /* responses[1] is the mark's range; no kvs: no mark stored yet. */
-    const json_t *rr =
-        json_object_get(json_array_get(json_object_get(root, "responses"), 1),
-                        "response_range");
-    const json_t *kv = json_array_get(json_object_get(rr, "kvs"), 0);
-    if (!json_is_object(rr))
+  if (*won && (!range1 || kv_mark(mk, mark) != 0))
+    rc = -1;
+  json_decref(root);
+  return rc;
+}
+
+int sf__etcd_parse_raise(const char *text, int64_t lease, bool *raised,
+                         bool *owned, int64_t *stored) {
+  json_t *root = json_loads(text, 0, NULL);
+  *raised = *owned = false;
+  *stored = 0;
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return -1;
+  }
+  int rc = 0;
+  if (json_is_true(json_object_get(root, "succeeded"))) {
+    *raised = *owned = true;
+  } else {
+    bool r0 = false, r1 = false;
+    const json_t *holder = range_kv(root, 0, &r0);
+    const json_t *mk = range_kv(root, 1, &r1);
+    *owned = holder && sf__etcd_parse_i64(holder, "lease") == lease;
+    if (!r0 || !r1 || kv_mark(mk, stored) != 0)
       rc = -1;
-    else if (kv) {
-      *mark = sf__etcd_parse_mark_value(
-          json_string_value(json_object_get(kv, "value")));
-      if (*mark < 0)
-        rc = -1;
-    }
   }
   json_decref(root);
   return rc;
@@ -331,18 +405,21 @@ static int op_claim(void *ctx, uint64_t id, int64_t lease, bool *won,
                     int64_t *mark, char *err, size_t errlen) {
   sf_etcd *e = ctx;
   const char *k = key(e, e->k1, id, ""), *mk = key(e, e->k2, id, "/mark");
-  json_t *body = json_pack(
-      "{s:[{s:s,s:s,s:s,s:s}],s:[{s:{s:s,s:s,s:o}},{s:{s:s}}]}", "compare",
-      "target", "CREATE", "result", "EQUAL", "key", k, "create_revision", "0",
-      "success", "request_put", "key", k, "value", e->value_b64, "lease",
-      i64_json(lease), "request_range", "key", mk);
+  json_t *body =
+      json_pack("{s:[{s:s,s:s,s:s,s:s}],s:[{s:{s:s,s:s,s:o}},{s:{s:s}}],"
+                "s:[{s:{s:s,s:b}},{s:{s:s}}]}",
+                "compare", "target", "CREATE", "result", "EQUAL", "key", k,
+                "create_revision", "0", "success", "request_put", "key", k,
+                "value", e->value_b64, "lease", i64_json(lease),
+                "request_range", "key", mk, "failure", "request_range", "key",
+                k, "keys_only", 1, "request_range", "key", mk);
   json_t *r;
   int rc = call(e, "/v3/kv/txn", body, &r, err, errlen);
   if (rc != SF_ETCD_OK)
     return rc;
   char *text = json_dumps(r, JSON_COMPACT);
   json_decref(r);
-  if (!text || sf__etcd_parse_claim(text, won, mark) != 0) {
+  if (!text || sf__etcd_parse_claim(text, lease, won, mark) != 0) {
     snprintf(err, errlen, "claim: not a transaction reply (or a bad mark)");
     rc = SF_ETCD_REFUSED;
   }
@@ -366,24 +443,83 @@ static int op_owner(void *ctx, uint64_t id, int64_t *lease, char *err,
   return SF_ETCD_OK;
 }
 
-static int op_put_mark(void *ctx, uint64_t id, int64_t lease, int64_t mark_ms,
-                       bool *won, char *err, size_t errlen) {
-  sf_etcd *e = ctx;
-  char dec[24], val[SF_B64_LEN(24)];
-  int n = snprintf(dec, sizeof dec, "%lld", (long long)mark_ms);
-  sf__b64_encode(dec, (size_t)n, val);
+/* raise_once sends one raise transaction: when none is stored yet, the
+ * mark is created only while none exists; otherwise put only above it. */
+static int raise_once(sf_etcd *e, uint64_t id, int64_t lease, const char *val,
+                      bool create, bool *raised, bool *owned, int64_t *stored,
+                      char *err, size_t errlen) {
   const char *k = key(e, e->k1, id, ""), *mk = key(e, e->k2, id, "/mark");
-  json_t *body = json_pack("{s:[{s:s,s:s,s:s,s:o}],s:[{s:{s:s,s:s}}]}",
-                           "compare", "target", "LEASE", "result", "EQUAL",
-                           "key", k, "lease", i64_json(lease), "success",
-                           "request_put", "key", mk, "value", val);
+  json_t *body = json_pack(
+      "{s:[{s:s,s:s,s:s,s:o},{s:s,s:s,s:s,s:s}],s:[{s:{s:s,s:s}}],"
+      "s:[{s:{s:s,s:b}},{s:{s:s}}]}",
+      "compare", "target", "LEASE", "result", "EQUAL", "key", k, "lease",
+      i64_json(lease), "target", create ? "CREATE" : "VALUE", "result",
+      create ? "EQUAL" : "LESS", "key", mk,
+      create ? "create_revision" : "value", create ? "0" : val, "success",
+      "request_put", "key", mk, "value", val, "failure", "request_range", "key",
+      k, "keys_only", 1, "request_range", "key", mk);
   json_t *r;
   int rc = call(e, "/v3/kv/txn", body, &r, err, errlen);
   if (rc != SF_ETCD_OK)
     return rc;
-  *won = json_is_true(json_object_get(r, "succeeded"));
+  char *text = json_dumps(r, JSON_COMPACT);
   json_decref(r);
-  return SF_ETCD_OK;
+  if (!text || sf__etcd_parse_raise(text, lease, raised, owned, stored) != 0) {
+    snprintf(err, errlen,
+             "raising the mark %s%llu/mark: not a transaction reply (or the "
+             "stored mark is not a decimal)",
+             e->prefix, (unsigned long long)id);
+    rc = SF_ETCD_REFUSED;
+  }
+  free(text);
+  return rc;
+}
+
+static int op_raise_mark(void *ctx, uint64_t id, int64_t lease, int64_t mark_ms,
+                         bool *owned, int64_t *stored, char *err,
+                         size_t errlen) {
+  sf_etcd *e = ctx;
+  char dec[24], val[SF_B64_LEN(24)];
+  *owned = false;
+  *stored = 0;
+  if (mark_ms < 0 || mark_ms > SF_ETCD_MARK_MAX) {
+    snprintf(err, errlen, "mark %lld out of range", (long long)mark_ms);
+    return SF_ETCD_REFUSED;
+  }
+  int n = snprintf(dec, sizeof dec, "%0*lld", SF_ETCD_MARK_DIGITS,
+                   (long long)mark_ms);
+  sf__b64_encode(dec, (size_t)n, val);
+  /* Most writes raise an existing mark (one round trip); the first of an
+   * id finds none and creates it; a create that finds one (our own earlier
+   * copy landed meanwhile) raises it. */
+  bool create = false;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    bool raised = false;
+    int rc = raise_once(e, id, lease, val, create, &raised, owned, stored, err,
+                        errlen);
+    if (rc != SF_ETCD_OK)
+      return rc;
+    if (raised) {
+      *stored = mark_ms;
+      return SF_ETCD_OK;
+    }
+    if (!*owned || *stored >= mark_ms)
+      return SF_ETCD_OK; /* fenced out, or already that high */
+    if (*stored > 0 && !create) {
+      /* Numerically below ours, yet not below as bytes: not 13 digits,
+       * so not written by snowflaked. */
+      snprintf(err, errlen,
+               "the mark %s%llu/mark holds %lld, not %d decimal digits: "
+               "cannot raise it",
+               e->prefix, (unsigned long long)id, (long long)*stored,
+               SF_ETCD_MARK_DIGITS);
+      return SF_ETCD_REFUSED;
+    }
+    create = *stored == 0;
+  }
+  snprintf(err, errlen, "raising the mark %s%llu/mark: it kept changing",
+           e->prefix, (unsigned long long)id);
+  return SF_ETCD_REFUSED;
 }
 
 const sf_etcd_ops sf__etcd_ops = {
@@ -393,7 +529,7 @@ const sf_etcd_ops sf__etcd_ops = {
     .scan = op_scan,
     .claim = op_claim,
     .owner = op_owner,
-    .put_mark = op_put_mark,
+    .raise_mark = op_raise_mark,
 };
 
 /* holder_value is what the holder key says: who holds the id (malloc'd). */

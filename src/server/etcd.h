@@ -15,8 +15,9 @@
  *
  * The keys under the prefix P:
  *   P<id>        who holds machine id <id>, bound to the holder's lease
- *   P<id>/mark   the id's handover mark: unix ms, decimal; no lease, so it
- *                outlives every holder
+ *   P<id>/mark   the id's handover mark: unix ms, 13 decimal digits (zero
+ *                padded, so etcd's byte comparison orders marks as numbers);
+ *                no lease, so it outlives every holder; it only goes up
  * One prefix holds both, so one etcd role (RBAC: read/write on P) is all a
  * node needs.
  *
@@ -89,9 +90,22 @@ int64_t sf__etcd_parse_i64(const struct json_t *obj, const char *field);
  * caller) from the text of a range reply over prefix: 0, or -1 when text is
  * not a range reply. Keys of other shapes under the prefix are skipped. */
 int sf__etcd_parse_scan(const char *text, const char *prefix, sf_etcd_ids *ids);
-/* sf__etcd_parse_claim reads a claim transaction's reply: 0 with *won and
- * *mark (0: no mark stored), or -1 when text is not such a reply. */
-int sf__etcd_parse_claim(const char *text, bool *won, int64_t *mark);
+/* sf__etcd_parse_claim reads a claim transaction's reply for lease: 0 with
+ * *won (created now, or held by lease already) and *mark (0: no mark
+ * stored), or -1 when text is not such a reply. */
+int sf__etcd_parse_claim(const char *text, int64_t lease, bool *won,
+                         int64_t *mark);
+/* SF_ETCD_MARK_DIGITS is the width of a stored mark; a mark must be below
+ * 10^13 ms (the year 2286; the layout ends long before). */
+#define SF_ETCD_MARK_DIGITS 13
+#define SF_ETCD_MARK_MAX INT64_C(9999999999999)
+/* sf__etcd_parse_raise reads a raise_mark transaction's reply for lease:
+ * 0 with *raised (the compare held and the mark was put), *owned (P<id> is
+ * bound to lease) and *stored (the mark read, 0: none; meaningful only when
+ * not raised), or -1 when text is not such a reply or the mark stored is
+ * not a decimal. */
+int sf__etcd_parse_raise(const char *text, int64_t lease, bool *raised,
+                         bool *owned, int64_t *stored);
 /* sf__etcd_parse_mark_value reads a mark's stored value (base64 of a
  * decimal unix ms): the ms, or -1 when it is not one. */
 int64_t sf__etcd_parse_mark_value(const char *b64);
@@ -115,16 +129,21 @@ typedef struct sf_etcd_ops {
   /* scan lists the ids held and the marks stored under the prefix. */
   int (*scan)(void *ctx, sf_etcd_ids *ids, char *err, size_t errlen);
   /* claim creates P<id> bound to lease unless it exists, and in the same
-   * transaction reads P<id>/mark: *won, and *mark (0: none) when won. */
+   * transaction reads P<id>/mark: *won, and *mark (0: none) when won. A
+   * claim of ours applied earlier (a resent or late copy) counts as won. */
   int (*claim)(void *ctx, uint64_t id, int64_t lease, bool *won, int64_t *mark,
                char *err, size_t errlen);
   /* owner reads the lease P<id> is bound to (0: no such key). */
   int (*owner)(void *ctx, uint64_t id, int64_t *lease, char *err,
                size_t errlen);
-  /* put_mark stores mark_ms in P<id>/mark only while P<id> is bound to
-   * lease (the fence): *won says whether it was stored. */
-  int (*put_mark)(void *ctx, uint64_t id, int64_t lease, int64_t mark_ms,
-                  bool *won, char *err, size_t errlen);
+  /* raise_mark stores mark_ms in P<id>/mark only while P<id> is bound to
+   * lease (the fence) and only above the mark stored (marks only go up):
+   * *owned says whether P<id> is bound to lease, *stored is the mark etcd
+   * holds after the call (0: none; >= mark_ms when it was raised, or was
+   * already that high). A copy of the request that lands late or twice
+   * can only raise the mark. */
+  int (*raise_mark)(void *ctx, uint64_t id, int64_t lease, int64_t mark_ms,
+                    bool *owned, int64_t *stored, char *err, size_t errlen);
 } sf_etcd_ops;
 
 /* The real operations; their ctx is an sf_etcd. */

@@ -1,113 +1,26 @@
 /*
  * lease.c - the machine-id lease's state machine and keepalive thread, on
- * an etcd operations table (etcd.h: the real client, or a fake in tests).
- *
- * Claim: grant a lease; scan the prefix (ids held, marks stored); try the
- * free ids in order - first those whose mark is not ahead of our clock,
- * lowest id first, then the rest, lowest mark first - until a claim
- * transaction wins. The claim returns the id's stored mark M. Write the
- * first mark of our own (max(now, M) + leap, fenced) and publish. (Why
- * this order, and the lease's deadline: lease.h.)
- *
- * The floor, exactly: every holder issues only IDs whose unix ms is below
- * the mark it has stored (sf_lease_snap.mark_ms is strict), and each mark
- * it stores is at least the last. So every ID an earlier holder issued has
- * a unix ms <= M - 1, where M is the mark our claim read. We publish
- * floor_ms = M - 1 ("IDs at or below it may exist"), and issue only above
- * it, i.e. at M or later. M = 0 (no mark yet): floor 0, none.
+ * an etcd operations table (etcd.h: the real client, or a fake in tests);
+ * the claim and the marks are lease_claim.c's.
  *
  * Publishing: the keepalive thread is the only writer after start (start
  * and stop write while it is not running). The published fields (id,
  * generation, floor, mark, deadline) are written under a seqlock, so a
  * reader always gets a set that belongs together.
  */
-#include "lease.h"
-
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sched.h>
-#include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "etcd.h"
+#include "lease_int.h"
 
-#define RETRY_MS 250 /* between failed attempts */
-
-struct sf_lease {
-  /* immutable after start */
-  const sf_etcd_ops *ops;
-  void *etcd;
-  sf_etcd *owned; /* the real client, when ops was not given */
-  int ttl_req_s;
-  uint64_t max_id;
-  int64_t leap_ms; /* 0: one TTL as granted */
-  sf_clock_fn clock;
-  void *clock_ctx;
-
-  /* the keepalive thread's (start's and stop's while it is not running) */
-  int64_t held_id; /* the id last claimed, -1 */
-  int64_t held_floor, held_mark;
-  int64_t mark_retry_ns; /* no mark write before this after a failure */
-
-  /* published under the seqlock */
-  _Atomic uint64_t seq; /* odd while a write is in progress */
-  _Atomic int64_t id, floor_ms, mark_ms, deadline_ns;
-  _Atomic uint64_t gen;
-
-  /* read by any thread */
-  _Atomic int state; /* sf_lease_state */
-  _Atomic int64_t lease_id;
-  _Atomic int ttl_s; /* as granted by etcd */
-  _Atomic uint64_t acquisitions, renewals, renew_errors, losses;
-  _Atomic uint64_t mark_writes, mark_errors;
-  atomic_bool stopping, kicked;
-
-  int wake_fd; /* eventfd: sf__lease_kick and sf__lease_stop */
-  pthread_t thread;
-  bool thread_started;
-};
-
-/* CLOCK_BOOTTIME is CLOCK_MONOTONIC that keeps counting while the machine
- * is suspended: etcd's lease keeps expiring during our suspend, so our
- * deadline must too. */
-#ifdef CLOCK_BOOTTIME
-#define LEASE_CLOCK CLOCK_BOOTTIME
-#else
-#define LEASE_CLOCK CLOCK_MONOTONIC
-#endif
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(LEASE_CLOCK, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t margin_ns(int ttl_s) {
-  int64_t ttl = (int64_t)ttl_s * 1000000000;
-  int64_t m = ttl / 5;
-  return m < 1000000000 ? 1000000000 : m;
-}
-
-/* gen_ms is the generator's clock in unix ms: the time IDs carry. */
-static int64_t gen_ms(const sf_lease *l) {
-  return l->clock(l->clock_ctx) / 1000000;
-}
-
-static int64_t leap_ms(const sf_lease *l) {
-  return l->leap_ms ? l->leap_ms : (int64_t)atomic_load(&l->ttl_s) * 1000;
-}
-
-/* pub writes the published fields; new_gen moves the generation (a new
- * id, a loss, an id taken back), otherwise the same lease goes on. */
-static void pub(sf_lease *l, int64_t id, int64_t floor, int64_t mark,
-                int64_t deadline, bool new_gen) {
+void sf__lease_pub(sf_lease *l, int64_t id, int64_t floor, int64_t mark,
+                   int64_t deadline, bool new_gen) {
   uint64_t s = atomic_load_explicit(&l->seq, memory_order_relaxed);
   atomic_store_explicit(&l->seq, s + 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_release);
@@ -122,12 +35,7 @@ static void pub(sf_lease *l, int64_t id, int64_t floor, int64_t mark,
     atomic_store(&l->state, id >= 0 ? SF_LEASE_HELD : SF_LEASE_LOST);
 }
 
-typedef struct view {
-  int64_t id, floor, mark, deadline;
-  uint64_t gen;
-} view;
-
-static void read_view(sf_lease *l, view *v) {
+void sf__lease_read_view(sf_lease *l, view *v) {
   for (unsigned tries = 0;; tries++) {
     uint64_t s = atomic_load_explicit(&l->seq, memory_order_acquire);
     if (!(s & 1)) {
@@ -143,117 +51,6 @@ static void read_view(sf_lease *l, view *v) {
     if (tries > 16)
       sched_yield(); /* the writer was preempted mid-write */
   }
-}
-
-/* deadline_after is when an id renewed at t0 for ttl seconds stops being
- * safe. */
-static int64_t deadline_after(int64_t t0, int ttl) {
-  return t0 + (int64_t)ttl * 1000000000 - margin_ns(ttl);
-}
-
-enum { CLAIM_OK = 0, CLAIM_RETRY = -1, CLAIM_FULL = -2 };
-
-typedef struct cand {
-  uint32_t id;
-  int64_t ahead; /* the mark when it is ahead of our clock, else -1 */
-} cand;
-
-static int cand_cmp(const void *a_, const void *b_) {
-  const cand *a = a_, *b = b_;
-  if (a->ahead != b->ahead)
-    return a->ahead < b->ahead ? -1 : 1;
-  return a->id < b->id ? -1 : a->id > b->id;
-}
-
-/* candidates lists the free ids in the order they are tried (see the top
- * of the file): the count, or -1 when out of memory. */
-static long candidates(sf_lease *l, const sf_etcd_ids *ids, cand **out) {
-  cand *c = malloc(sizeof *c * (size_t)(l->max_id + 1));
-  if (!c)
-    return -1;
-  int64_t now = gen_ms(l);
-  long n = 0;
-  for (uint64_t id = 0; id <= l->max_id; id++) {
-    if (ids->taken[id / 8] & (1u << (id % 8)))
-      continue;
-    c[n].id = (uint32_t)id;
-    c[n].ahead = ids->mark[id] > now ? ids->mark[id] : -1;
-    n++;
-  }
-  qsort(c, (size_t)n, sizeof *c, cand_cmp);
-  *out = c;
-  return n;
-}
-
-/* first_mark stores the first mark of the holder of id (claimed with the
- * stored mark stored) and publishes the id under a new generation. */
-static void first_mark(sf_lease *l, uint64_t id, int64_t lease, int ttl,
-                       int64_t t0, int64_t stored) {
-  char err[256];
-  int64_t floor = stored > 0 ? stored - 1 : 0;
-  int64_t now = gen_ms(l), mark = (now > stored ? now : stored) + leap_ms(l);
-  bool won = false;
-  int rc = l->ops->put_mark(l->etcd, id, lease, mark, &won, err, sizeof err);
-  if (rc == SF_ETCD_OK && won) {
-    atomic_fetch_add(&l->mark_writes, 1);
-  } else {
-    /* Nothing above the floor is issuable until the keepalive thread
-     * stores a mark (it tries at once). */
-    atomic_fetch_add(&l->mark_errors, 1);
-    mark = stored > 0 ? stored : 0;
-  }
-  l->held_id = (int64_t)id;
-  l->held_floor = floor;
-  l->held_mark = mark;
-  atomic_store(&l->lease_id, lease);
-  atomic_store(&l->ttl_s, ttl);
-  atomic_fetch_add(&l->acquisitions, 1);
-  pub(l, (int64_t)id, floor, mark, deadline_after(t0, ttl), true);
-}
-
-/* claim grants a new lease and takes a free id under it. */
-static int claim(sf_lease *l, char *err, size_t errlen) {
-  int64_t lease = 0, t0 = now_ns();
-  int ttl = 0;
-  if (l->ops->grant(l->etcd, l->ttl_req_s, &lease, &ttl, err, errlen) !=
-      SF_ETCD_OK)
-    return CLAIM_RETRY;
-  sf_etcd_ids ids = {.max_id = l->max_id};
-  ids.taken = calloc((size_t)(l->max_id / 8 + 1), 1);
-  ids.mark = calloc((size_t)(l->max_id + 1), sizeof *ids.mark);
-  cand *c = NULL;
-  long n = -1;
-  int rc = SF_ETCD_UNREACHABLE;
-  if (!ids.taken || !ids.mark)
-    snprintf(err, errlen, "out of memory");
-  else if ((rc = l->ops->scan(l->etcd, &ids, err, errlen)) == SF_ETCD_OK &&
-           (n = candidates(l, &ids, &c)) < 0)
-    snprintf(err, errlen, "out of memory");
-  for (long i = 0; i < n && rc == SF_ETCD_OK; i++) {
-    bool won = false;
-    int64_t stored = 0;
-    rc = l->ops->claim(l->etcd, c[i].id, lease, &won, &stored, err, errlen);
-    if (rc == SF_ETCD_OK && won) {
-      first_mark(l, c[i].id, lease, ttl, t0, stored);
-      break;
-    }
-  }
-  bool ok = atomic_load(&l->lease_id) == lease;
-  free(c);
-  free(ids.taken);
-  free(ids.mark);
-  if (ok)
-    return CLAIM_OK;
-  char e2[64];
-  l->ops->revoke(l->etcd, lease, e2, sizeof e2);
-  if (rc == SF_ETCD_OK && n >= 0) {
-    snprintf(err, errlen,
-             "every machine id 0..%llu under the etcd prefix is "
-             "taken",
-             (unsigned long long)l->max_id);
-    return CLAIM_FULL;
-  }
-  return CLAIM_RETRY;
 }
 
 /* wait_ms sleeps up to ms, or less when kicked or stopped. */
@@ -274,6 +71,22 @@ static void wake(sf_lease *l) {
     perror("snowflaked: lease: write(eventfd)");
 }
 
+/* set_why records why no id is held ("": one is), and logs each change of
+ * cause once, not each failed try. */
+static void set_why(sf_lease *l, const char *why) {
+  pthread_mutex_lock(&l->why_mu);
+  bool changed = strncmp(l->why, why, sizeof l->why - 1) != 0;
+  if (changed) {
+    snprintf(l->why, sizeof l->why, "%s", why);
+    for (char *p = l->why; *p; p++) /* one line in every protocol */
+      if ((unsigned char)*p < 0x20 || *p == 0x7f)
+        *p = ' ';
+  }
+  pthread_mutex_unlock(&l->why_mu);
+  if (changed && *why)
+    fprintf(stderr, "snowflaked: etcd: no machine id: %s (retrying)\n", why);
+}
+
 /* lose gives up the id; a held id counts as a loss once. */
 static void lose(sf_lease *l, const char *why) {
   if (atomic_load(&l->state) == SF_LEASE_HELD) {
@@ -281,33 +94,48 @@ static void lose(sf_lease *l, const char *why) {
     fprintf(stderr, "snowflaked: etcd: machine id %lld given up: %s\n",
             (long long)l->held_id, why);
   }
-  pub(l, -1, 0, 0, 0, true);
+  sf__lease_pub(l, -1, 0, 0, 0, true);
+  char w[300];
+  snprintf(w, sizeof w, "machine id %lld given up: %s", (long long)l->held_id,
+           why);
+  set_why(l, w);
+}
+
+/* backoff_ms is the wait before the next try while no id is held: doubling
+ * from SF_LEASE_BACKOFF_MIN_MS up to SF_LEASE_BACKOFF_MAX_MS, each drawn
+ * from [half, whole] so that nodes started together spread out. */
+static int64_t backoff_ms(sf_lease *l) {
+  int64_t b = l->backoff_ms ? l->backoff_ms * 2 : SF_LEASE_BACKOFF_MIN_MS;
+  l->backoff_ms = b < SF_LEASE_BACKOFF_MAX_MS ? b : SF_LEASE_BACKOFF_MAX_MS;
+  l->rng ^= l->rng << 13;
+  l->rng ^= l->rng >> 7;
+  l->rng ^= l->rng << 17;
+  return l->backoff_ms / 2 +
+         (int64_t)(l->rng % (uint64_t)(l->backoff_ms / 2 + 1));
 }
 
 /* recover runs while no id is held: take the old id back if etcd still has
  * the lease and our key on it (its floor and mark are still ours);
  * otherwise claim afresh. */
-static void recover(sf_lease *l) {
-  char err[512];
+static void try_recover(sf_lease *l, char *err, size_t errlen) {
   int64_t lease = atomic_load(&l->lease_id);
   if (lease != 0) {
     int ttl = 0;
     int64_t t0 = now_ns(), owner = 0;
-    int rc = l->ops->keepalive(l->etcd, lease, &ttl, err, sizeof err);
+    int rc = l->ops->keepalive(l->etcd, lease, &ttl, err, errlen);
     if (rc == SF_ETCD_UNREACHABLE) {
       atomic_fetch_add(&l->renew_errors, 1);
       return;
     }
     if (rc == SF_ETCD_OK && ttl > 0 && l->held_id >= 0) {
-      rc =
-          l->ops->owner(l->etcd, (uint64_t)l->held_id, &owner, err, sizeof err);
+      rc = l->ops->owner(l->etcd, (uint64_t)l->held_id, &owner, err, errlen);
       if (rc == SF_ETCD_UNREACHABLE)
         return;
       if (rc == SF_ETCD_OK && owner == lease) {
         atomic_store(&l->ttl_s, ttl);
         atomic_fetch_add(&l->renewals, 1);
-        pub(l, l->held_id, l->held_floor, l->held_mark, deadline_after(t0, ttl),
-            true);
+        sf__lease_pub(l, l->held_id, l->held_floor, l->held_mark,
+                      deadline_after(t0, ttl), true);
         fprintf(stderr,
                 "snowflaked: etcd: lease renewed; machine id %lld "
                 "held again\n",
@@ -316,13 +144,21 @@ static void recover(sf_lease *l) {
       }
     }
     /* etcd dropped the lease, or our key is gone from it: start over. */
-    l->ops->revoke(l->etcd, lease, err, sizeof err);
+    l->ops->revoke(l->etcd, lease, err, errlen);
     atomic_store(&l->lease_id, 0);
   }
-  if (claim(l, err, sizeof err) == CLAIM_OK)
+  if (sf__lease_claim(l, err, errlen) == CLAIM_OK)
     fprintf(stderr, "snowflaked: etcd: took machine id %lld (lease %llx)\n",
             (long long)l->held_id,
             (unsigned long long)atomic_load(&l->lease_id));
+}
+
+/* recover tries once to hold an id again, and records why not. */
+static void recover(sf_lease *l) {
+  char err[512] = "";
+  try_recover(l, err, sizeof err);
+  atomic_fetch_add(&l->attempts, 1);
+  set_why(l, atomic_load(&l->state) == SF_LEASE_HELD ? "" : err);
 }
 
 /* renew sends one keepalive: true when the lease was renewed. */
@@ -336,9 +172,9 @@ static bool renew(sf_lease *l) {
     return false;
   if (rc == SF_ETCD_OK && ttl > 0) {
     view v;
-    read_view(l, &v);
+    sf__lease_read_view(l, &v);
     atomic_store(&l->ttl_s, ttl);
-    pub(l, v.id, v.floor, v.mark, deadline_after(t0, ttl), false);
+    sf__lease_pub(l, v.id, v.floor, v.mark, deadline_after(t0, ttl), false);
     atomic_fetch_add(&l->renewals, 1);
     return true;
   }
@@ -362,34 +198,29 @@ static int64_t mark_due_ms(sf_lease *l) {
 /* renew_mark stores the next mark, max(now, floor + 1) + leap, fenced on our
  * key being bound to our lease, and publishes it once etcd has it. */
 static void renew_mark(sf_lease *l) {
-  char err[512];
   atomic_store(&l->kicked, false);
   int64_t now = gen_ms(l);
   int64_t base = now > l->held_floor ? now : l->held_floor + 1;
   int64_t mark = base + leap_ms(l);
   if (mark <= l->held_mark)
     return; /* a kick with nothing to gain: the clock did not move on */
-  bool won = false;
-  int rc =
-      l->ops->put_mark(l->etcd, (uint64_t)l->held_id, atomic_load(&l->lease_id),
-                       mark, &won, err, sizeof err);
-  if (rc == SF_ETCD_OK && won) {
+  int rc = sf__lease_store_mark(l, (uint64_t)l->held_id,
+                                atomic_load(&l->lease_id), &mark);
+  if (rc == MARK_STORED) {
     l->held_mark = mark;
     view v;
-    read_view(l, &v);
-    pub(l, v.id, v.floor, mark, v.deadline, false);
-    atomic_fetch_add(&l->mark_writes, 1);
-  } else if (rc == SF_ETCD_OK) { /* fenced out: our key is not ours */
+    sf__lease_read_view(l, &v);
+    sf__lease_pub(l, v.id, v.floor, mark, v.deadline, false);
+  } else if (rc == MARK_FENCED) {
     lose(l, "its key in etcd is no longer bound to our lease");
   } else {
-    atomic_fetch_add(&l->mark_errors, 1);
     l->mark_retry_ns = now_ns() + RETRY_MS * 1000000;
   }
 }
 
 static void *keepalive_main(void *arg) {
   sf_lease *l = arg;
-  int64_t next_ka = now_ns() + (int64_t)atomic_load(&l->ttl_s) * 1000000000 / 3;
+  int64_t next_ka = now_ns(); /* no id yet: claim at once */
   while (!atomic_load(&l->stopping)) {
     bool held = atomic_load(&l->state) == SF_LEASE_HELD;
     int64_t wait = (next_ka - now_ns()) / 1000000;
@@ -407,9 +238,12 @@ static void *keepalive_main(void *arg) {
       if (now_ns() < next_ka)
         continue; /* a kick: recovery keeps its own pace */
       recover(l);
-      next_ka = now_ns() + RETRY_MS * 1000000;
-      if (atomic_load(&l->state) == SF_LEASE_HELD)
-        next_ka += (int64_t)atomic_load(&l->ttl_s) * 1000000000 / 3;
+      if (atomic_load(&l->state) == SF_LEASE_HELD) {
+        l->backoff_ms = 0;
+        next_ka = now_ns() + (int64_t)atomic_load(&l->ttl_s) * 1000000000 / 3;
+      } else {
+        next_ka = now_ns() + backoff_ms(l) * 1000000;
+      }
       continue;
     }
     if (now_ns() >= next_ka) {
@@ -434,6 +268,8 @@ static void lease_free(sf_lease *l) {
   if (l->wake_fd >= 0)
     close(l->wake_fd);
   sf__etcd_free(l->owned);
+  pthread_mutex_destroy(&l->why_mu);
+  free(l->prefix);
   free(l);
 }
 
@@ -451,7 +287,12 @@ static int lease_new(const sf_lease_config *c, sf_lease **out, char *err,
   atomic_init(&l->id, -1);
   atomic_init(&l->state, SF_LEASE_LOST);
   l->held_id = -1;
+  l->min_id = c->min_id;
   l->max_id = c->max_id;
+  pthread_mutex_init(&l->why_mu, NULL);
+  snprintf(l->why, sizeof l->why, "no machine id claimed yet");
+  l->rng = (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)l;
+  l->rng += !l->rng; /* xorshift's state must not be 0 */
   l->leap_ms = c->leap_ms;
   l->clock = c->clock ? c->clock : sf_clock_monotonic;
   l->clock_ctx = c->clock_ctx;
@@ -462,11 +303,18 @@ static int lease_new(const sf_lease_config *c, sf_lease **out, char *err,
     snprintf(err, errlen, "eventfd: %s", strerror(errno));
     return -1;
   }
-  if (c->max_id >= SF_LEASE_MAX_IDS) {
+  if (c->max_id >= SF_LEASE_MAX_IDS || c->min_id > c->max_id) {
     snprintf(err, errlen,
-             "machine id range 0..%llu too large for etcd leases "
-             "(at most 0..%u)",
-             (unsigned long long)c->max_id, SF_LEASE_MAX_IDS - 1);
+             "machine id range %llu..%llu not possible for etcd leases "
+             "(at most 0..%u, low to high)",
+             (unsigned long long)c->min_id, (unsigned long long)c->max_id,
+             SF_LEASE_MAX_IDS - 1);
+    return -1;
+  }
+  l->prefix =
+      strdup(c->prefix && *c->prefix ? c->prefix : SF_LEASE_DEFAULT_PREFIX);
+  if (!l->prefix) {
+    snprintf(err, errlen, "out of memory");
     return -1;
   }
   if (c->ops)
@@ -474,9 +322,7 @@ static int lease_new(const sf_lease_config *c, sf_lease **out, char *err,
   /* Each request gets about a third of the TTL, so a dead endpoint still
    * leaves time to try the next one before the id's deadline. */
   long t = (long)l->ttl_req_s * 1000 / 3;
-  const char *prefix =
-      c->prefix && *c->prefix ? c->prefix : SF_LEASE_DEFAULT_PREFIX;
-  int rc = sf__etcd_new(c->endpoints, prefix,
+  int rc = sf__etcd_new(c->endpoints, l->prefix,
                         t < 300    ? 300
                         : t > 3000 ? 3000
                                    : (int)t,
@@ -493,37 +339,25 @@ int sf__lease_start(const sf_lease_config *cfg, sf_lease **out, char *err,
     lease_free(l);
     return -1;
   }
-  /* Keep trying for about one TTL: etcd may still be starting. */
-  int64_t give_up = now_ns() + (int64_t)l->ttl_req_s * 1000000000;
-  char why[512] = "";
-  int rc;
-  while ((rc = claim(l, why, sizeof why)) == CLAIM_RETRY && now_ns() < give_up)
-    usleep(200 * 1000);
-  if (rc == CLAIM_FULL) {
-    snprintf(err, errlen, "%s \"%s\"", why,
-             cfg->prefix && *cfg->prefix ? cfg->prefix
-                                         : SF_LEASE_DEFAULT_PREFIX);
-  } else if (rc != CLAIM_OK) {
-    snprintf(err, errlen,
-             "ETCD_ENDPOINTS: no etcd answered at %s within %d s (last "
-             "error: %s)",
-             cfg->endpoints, l->ttl_req_s, why);
-  } else if (pthread_create(&l->thread, NULL, keepalive_main, l) != 0) {
+  if (pthread_create(&l->thread, NULL, keepalive_main, l) != 0) {
     snprintf(err, errlen, "cannot start the lease keepalive thread");
-    l->ops->revoke(l->etcd, atomic_load(&l->lease_id), why, sizeof why);
-  } else {
-    l->thread_started = true;
-    *out = l;
-    return 0;
+    lease_free(l);
+    return -1;
   }
-  lease_free(l);
-  return -1;
+  l->thread_started = true;
+  /* A moment for the first claim, so that the start-up line can name the
+   * id; no longer: the node listens (503 with the cause) while it waits. */
+  int64_t until = now_ns() + (int64_t)SF_LEASE_START_WAIT_MS * 1000000;
+  while (atomic_load(&l->attempts) == 0 && now_ns() < until)
+    usleep(5 * 1000);
+  *out = l;
+  return 0;
 }
 
 int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
   view v = {.id = -1};
   if (l)
-    read_view(l, &v);
+    sf__lease_read_view(l, &v);
   s->gen = v.gen;
   s->floor_ms = v.floor;
   s->mark_ms = v.mark;
@@ -533,14 +367,6 @@ int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
     return -1;
   }
   return 0;
-}
-
-int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
-  sf_lease_snap s;
-  sf__lease_snapshot(l, &s);
-  if (gen)
-    *gen = s.gen;
-  return s.id;
 }
 
 void sf__lease_kick(sf_lease *l) {
@@ -570,6 +396,19 @@ void sf__lease_stats_get(sf_lease *l, sf_lease_stats *o) {
   o->floor_ms = o->machine_id >= 0 ? s.floor_ms : 0;
   o->mark_writes = atomic_load(&l->mark_writes);
   o->mark_errors = atomic_load(&l->mark_errors);
+  o->attempts = atomic_load(&l->attempts);
+  sf__lease_why(l, o->why, sizeof o->why);
+}
+
+void sf__lease_why(sf_lease *l, char *buf, size_t len) {
+  if (!l || len == 0) {
+    if (len)
+      buf[0] = '\0';
+    return;
+  }
+  pthread_mutex_lock(&l->why_mu);
+  snprintf(buf, len, "%s", l->why);
+  pthread_mutex_unlock(&l->why_mu);
 }
 
 void sf__lease_stop(sf_lease *l) {
@@ -579,7 +418,7 @@ void sf__lease_stop(sf_lease *l) {
   wake(l);
   if (l->thread_started)
     pthread_join(l->thread, NULL);
-  pub(l, -1, 0, 0, 0, true);
+  sf__lease_pub(l, -1, 0, 0, 0, true);
   atomic_store(&l->state, SF_LEASE_STOPPED);
   int64_t lease = atomic_load(&l->lease_id);
   if (lease != 0) {

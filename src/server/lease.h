@@ -33,7 +33,8 @@
  * differ by less than margin/TTL. The deadline is checked on every
  * snapshot: a keepalive thread that stalls cannot extend it.
  *
- * Files: lease.c (this state machine and the keepalive thread), etcd.c and
+ * Files: lease.c (this state machine and the keepalive thread),
+ * lease_claim.c (the claim and the marks), lease_int.h, etcd.c and
  * etcd_http.c (the etcd client), lease_none.c (the build without etcd,
  * WITH_ETCD=0: every start fails with a message saying so).
  */
@@ -56,6 +57,11 @@
 #define SF_LEASE_MAX_LEAP_MS 86400000
 /* The ids etcd leases are limited to 0..2^20-1: a claim scans them all. */
 #define SF_LEASE_MAX_IDS (1u << 20)
+/* How long start-up waits for the first claim (so that the start-up line
+ * can name the id) before it listens anyway; the claims' backoff, capped. */
+#define SF_LEASE_START_WAIT_MS 1000
+#define SF_LEASE_BACKOFF_MIN_MS 250
+#define SF_LEASE_BACKOFF_MAX_MS 5000
 
 typedef struct sf_lease sf_lease;
 struct sf_etcd_ops;
@@ -64,7 +70,8 @@ typedef struct sf_lease_config {
   const char *endpoints; /* "http://127.0.0.1:2379[,http://...]" */
   const char *prefix;    /* key prefix; NULL or "": the default */
   int ttl_s;             /* lease TTL in seconds; 0: the default */
-  uint64_t max_id;       /* the largest machine id the layout allows */
+  uint64_t min_id;       /* the ids to claim: min_id..max_id, within the */
+  uint64_t max_id;       /* layout's (MACHINE_ID_RANGE) */
   int64_t leap_ms;       /* how far ahead the mark is written; 0: one TTL */
   sf_clock_fn clock;     /* the generator's clock; NULL: sf_clock_monotonic */
   void *clock_ctx;
@@ -93,6 +100,8 @@ typedef struct sf_lease_stats {
   int64_t floor_ms;      /* the mark found when the id was claimed */
   uint64_t mark_writes;  /* marks stored */
   uint64_t mark_errors;  /* mark writes that failed (etcd unreachable) */
+  uint64_t attempts;     /* tries to hold an id (claims, takings back) */
+  char why[256];         /* why no id is held ("" while one is) */
 } sf_lease_stats;
 
 /* One consistent view of the lease, for the mint (mint.c). */
@@ -107,10 +116,12 @@ typedef struct sf_lease_snap {
                        no ID at or past it (INT64_MAX: no mark) */
 } sf_lease_snap;
 
-/* sf__lease_start grants a lease and claims an id, trying for at most about
- * one TTL, then starts the keepalive thread. Returns 0, or -1 with a message
- * naming what was wrong in err (no endpoints, etcd unreachable, every id
- * taken). */
+/* sf__lease_start starts the keepalive thread, which claims an id and keeps
+ * it, and waits for its first try for at most SF_LEASE_START_WAIT_MS. While
+ * no id is held (etcd unreachable or refusing, every id taken, the id lost)
+ * the thread tries again with a capped, jittered backoff; sf__lease_why
+ * says why. Returns 0, or -1 with a message naming the setting in err (bad
+ * endpoints, a range too large) or the resource (a thread, an eventfd). */
 int sf__lease_start(const sf_lease_config *c, sf_lease **out, char *err,
                     size_t errlen);
 /* sf__lease_snapshot fills *s in one snapshot (id, gen, floor and mark
@@ -121,12 +132,12 @@ int sf__lease_start(const sf_lease_config *c, sf_lease **out, char *err,
  * any snapshot could show it. Cheap (a seqlock read and one clock read),
  * safe from any thread. */
 int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s);
-/* sf__lease_machine_id returns the id that may be used now, or -1, and the
- * generation in *gen unless gen is NULL (sf__lease_snapshot's). */
-int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen);
 /* sf__lease_kick asks the keepalive thread to move the mark forward now (a
  * mint found its IDs at or past mark_ms). Never blocks; NULL is allowed. */
 void sf__lease_kick(sf_lease *l);
+/* sf__lease_why copies why no id is held into buf ("" while one is, and
+ * for a NULL l). */
+void sf__lease_why(sf_lease *l, char *buf, size_t len);
 /* sf__lease_stats_get copies the lease's state and counters. */
 void sf__lease_stats_get(sf_lease *l, sf_lease_stats *out);
 /* sf__lease_state_name returns "held", "lost" or "stopped". */

@@ -29,11 +29,10 @@ int sf__lease_snapshot(sf_lease *l, sf_lease_snap *s) {
   return -1;
 }
 
-int64_t sf__lease_machine_id(sf_lease *l, uint64_t *gen) {
+void sf__lease_why(sf_lease *l, char *buf, size_t len) {
   (void)l;
-  if (gen)
-    *gen = 0;
-  return -1;
+  if (len)
+    buf[0] = '\0';
 }
 
 void sf__lease_kick(sf_lease *l) {

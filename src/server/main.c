@@ -139,7 +139,10 @@ static void kick(void *ctx) {
 static void stats(void *ctx, sf_lease_stats *out) {
   sf__lease_stats_get(ctx, out);
 }
-static const sf_lease_ops lease_ops = {snap, kick, stats};
+static void why(void *ctx, char *buf, size_t len) {
+  sf__lease_why(ctx, buf, len);
+}
+static const sf_lease_ops lease_ops = {snap, kick, stats, why};
 
 /* configure reads the flags and the environment; returns -1 to go on
  * serving, or the exit status of an action that is done (--help...). */
@@ -195,7 +198,8 @@ static void open_state(snowflaked *d) {
   d->gc.floor_unix_ms = d->mark;
 }
 
-/* take_lease claims a machine id from etcd for MACHINE_ID=auto. */
+/* take_lease starts the etcd lease for MACHINE_ID=auto: it claims a machine
+ * id, waiting for etcd as long as it takes; only bad settings exit. */
 static void take_lease(snowflaked *d) {
   const sf_srv_config *cfg = &d->cfg;
   sf_lease_config lc;
@@ -209,13 +213,10 @@ static void take_lease(snowflaked *d) {
   lc.endpoints = cfg->etcd_endpoints;
   lc.prefix = cfg->etcd_prefix;
   lc.ttl_s = cfg->etcd_lease_ttl;
-  lc.max_id = cfg->max_machine_id;
+  lc.min_id = cfg->machine_id_min;
+  lc.max_id = cfg->machine_id_max;
   if (sf__lease_start(&lc, &d->lease, err, sizeof err) != 0)
-    die(2, "%s%s",
-        strncmp(err, "ETCD_", 5) ? "MACHINE_ID=auto: no machine id "
-                                   "from ETCD_ENDPOINTS: "
-                                 : "",
-        err);
+    die(2, "%s%s", strncmp(err, "ETCD_", 5) ? "MACHINE_ID=auto: " : "", err);
   d->node.lease = &lease_ops;
   d->node.lease_ctx = d->lease;
   /* The mint hands the generator the leased id (and its floor) before the
@@ -257,7 +258,7 @@ static void announce(const snowflaked *d) {
   char epoch[SF_TIME_BUFSIZE];
   sf_lease_snap ls = {.id = -1};
   uint64_t id = cfg->machine_id;
-  char more[64] = "";
+  char more[64] = "", mid[300];
   unsigned i = 1;
   /* The other listeners, in the order main() made them. */
   if (cfg->redis_port >= 0)
@@ -265,20 +266,23 @@ static void announce(const snowflaked *d) {
   if (cfg->memcached_port >= 0)
     snprintf(more + strlen(more), sizeof more - strlen(more),
              ", :%u (memcached)", sf__server_port(server, i++));
-  if (d->lease && sf__lease_snapshot(d->lease, &ls) == 0)
-    id = (uint64_t)ls.id;
+  snprintf(mid, sizeof mid, "%llu%s", (unsigned long long)id,
+           cfg->machine_mode == SF_MID_ORDINAL ? " (ordinal)" : "");
+  if (d->lease && sf__lease_snapshot(d->lease, &ls) == 0) {
+    snprintf(mid, sizeof mid, "%lld (etcd lease)", (long long)ls.id);
+  } else if (d->lease) { /* still waiting: the lease logs the id it takes */
+    char why[256];
+    sf__lease_why(d->lease, why, sizeof why);
+    snprintf(mid, sizeof mid, "pending (etcd lease: %s)", why);
+  }
   sf_format_time(cfg->epoch_ms, epoch, sizeof epoch);
   fprintf(stderr,
-          "snowflaked %s: listening on %s%s%s:%u%s, machine id %llu%s, "
+          "snowflaked %s: listening on %s%s%s:%u%s, machine id %s, "
           "threads=%u epoch=%s clock=%s clock_tolerance_ms=%lld "
           "max_batch=%u idle_timeout_ms=%lld max_connections=%u "
           "state_file=%s\n",
           SF_VERSION_STRING, cfg->bind_v6 ? "[" : "", cfg->bind,
-          cfg->bind_v6 ? "]" : "", sf__server_port(server, 0), more,
-          (unsigned long long)id,
-          cfg->machine_mode == SF_MID_AUTO      ? " (etcd lease)"
-          : cfg->machine_mode == SF_MID_ORDINAL ? " (ordinal)"
-                                                : "",
+          cfg->bind_v6 ? "]" : "", sf__server_port(server, 0), more, mid,
           cfg->threads, epoch, cfg->clock_wall ? "wall" : "monotonic",
           (long long)cfg->clock_tolerance_ms, cfg->max_batch,
           (long long)cfg->idle_timeout_ms, cfg->max_connections,

@@ -154,6 +154,10 @@ static void lease(mbuf *m, const sf_node *n) {
          "Lease keepalives that failed.", ls.renew_errors);
   metric(m, "lease_losses_total", "counter",
          "Times the machine id was given up as unsafe.", ls.losses);
+  metric(m, "lease_claim_attempts_total", "counter",
+         "Tries to hold a machine id while none was held (claims, takings "
+         "back); rising: the node waits for etcd.",
+         ls.attempts);
   mput(m,
        "# HELP snowflake_lease_mark_unix_ms The handover mark stored in etcd "
        "for the id held: no ID at or past it (0: none held).\n"

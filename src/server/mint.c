@@ -61,8 +61,15 @@ static int fail(sf_mint_error *e, sf_mint_status st, int64_t retry_ms,
   return -1;
 }
 
-static int no_lease(sf_mint_error *e) {
-  return fail(e, SF_MINT_NO_LEASE, 1000, "no machine id lease is held (etcd)");
+/* no_lease answers that no id is held, and why when the lease says. */
+static int no_lease(const sf_node *n, sf_mint_error *e) {
+  char why[sizeof e->msg];
+  why[0] = '\0';
+  if (n->lease->why)
+    n->lease->why(n->lease_ctx, why, sizeof why);
+  return fail(e, SF_MINT_NO_LEASE, 1000,
+              "no machine id lease is held (etcd)%s%s", why[0] ? ": " : "",
+              why);
 }
 
 static int clock_behind(sf_mint_error *e, int64_t behind_ms) {
@@ -103,7 +110,7 @@ static int machine_ready(sf_node *n, sf_lease_snap *s, sf_mint_error *e) {
   if (!n->lease)
     return 0;
   if (n->lease->snapshot(n->lease_ctx, s) != 0 || s->id < 0)
-    return no_lease(e);
+    return no_lease(n, e);
   if (atomic_load(&n->lease_gen_applied) != s->gen) {
     /* Raised before the id is set: no ID under the new id lands at or
      * below the floor. Idempotent, so racing threads may both do it. */
@@ -128,10 +135,10 @@ static int machine_kept(sf_node *n, const sf_lease_snap *s, const uint64_t *ids,
   atomic_thread_fence(memory_order_seq_cst);
   if (n->lease->snapshot(n->lease_ctx, &now) != 0 || now.id != s->id ||
       now.gen != s->gen)
-    return no_lease(e);
+    return no_lease(n, e);
   for (size_t i = 0; i < count; i++)
     if (sf__mint_machine_of(n, ids[i]) != (uint64_t)s->id)
-      return no_lease(e);
+      return no_lease(n, e);
   /* IDs increase, so the first and the last bound them all. */
   sf_decode(n->layout, ids[0], &first);
   sf_decode(n->layout, ids[count - 1], &last);
@@ -174,7 +181,7 @@ int sf__mint_ready(sf_node *n, sf_mint_error *e) {
   sf_lease_snap ls;
   int64_t now_ms, high, behind;
   if (n->lease && (n->lease->snapshot(n->lease_ctx, &ls) != 0 || ls.id < 0))
-    return no_lease(e);
+    return no_lease(n, e);
   sf_gen_stats_get(n->gen, &s);
   now_ms = n->clock(n->clock_ctx) / 1000000;
   high = s.last_unix_ms > n->floor_unix_ms ? s.last_unix_ms : n->floor_unix_ms;

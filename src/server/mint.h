@@ -38,7 +38,7 @@ typedef enum sf_mint_status {
 typedef struct sf_mint_error {
   sf_mint_status status;
   int64_t retry_ms; /* try again after this long; 0: no retry expected */
-  char msg[160];    /* one line naming the reason, for any protocol */
+  char msg[320];    /* one line naming the reason, for any protocol */
 } sf_mint_error;
 
 /* sf__mint issues n increasing IDs (1 <= n <= the node's max_batch) into

@@ -91,6 +91,7 @@ typedef struct sf_lease_ops {
   int (*snapshot)(void *ctx, sf_lease_snap *s); /* sf__lease_snapshot */
   void (*kick)(void *ctx);                      /* sf__lease_kick */
   void (*stats)(void *ctx, sf_lease_stats *out);
+  void (*why)(void *ctx, char *buf, size_t len); /* sf__lease_why; or NULL */
 } sf_lease_ops;
 
 typedef struct sf_node {

@@ -42,7 +42,7 @@ static int fuzz_lease_snap(void *ctx, sf_lease_snap *s) {
   return lease_val < 0 ? -1 : 0;
 }
 
-static const sf_lease_ops fuzz_lease = {fuzz_lease_snap, NULL, NULL};
+static const sf_lease_ops fuzz_lease = {fuzz_lease_snap, NULL, NULL, NULL};
 
 /* The output so far, to check its framing at the end. */
 static uint8_t *out;

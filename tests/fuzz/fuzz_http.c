@@ -54,8 +54,8 @@ static void fuzz_lease_stats(void *ctx, sf_lease_stats *out) {
   out->ttl_s = 10;
 }
 
-static const sf_lease_ops fuzz_lease = {fuzz_lease_snap, NULL,
-                                        fuzz_lease_stats};
+static const sf_lease_ops fuzz_lease = {fuzz_lease_snap, NULL, fuzz_lease_stats,
+                                        NULL};
 
 static int known_status(int code) {
   for (int i = 0; i < SF_ST_COUNT; i++)

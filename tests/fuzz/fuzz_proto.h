@@ -33,7 +33,7 @@ static void fuzz_kick(void *ctx) {
   (void)ctx;
 }
 
-static const sf_lease_ops no_lease_ops = {fuzz_no_lease, fuzz_kick, NULL};
+static const sf_lease_ops no_lease_ops = {fuzz_no_lease, fuzz_kick, NULL, NULL};
 
 /* drive feeds data to a new connection of p as server.c would and returns
  * everything it answered (*out_len bytes, in a buffer reused across

@@ -497,11 +497,61 @@ def test_endpoint_not_a_url_is_a_clear_error(tmp):
     assert "ETCD_ENDPOINTS" in out and "127.0.0.1:2379" in out
 
 
-def test_unreachable_etcd_is_a_clear_error(tmp):
-    url = "http://127.0.0.1:%d" % free_port()  # nothing listens there
-    rc, out = run_fail(tmp, ETCD_ENDPOINTS=url)
-    assert rc == 2, out
-    assert "ETCD_ENDPOINTS" in out and url in out
+def refusals(node):
+    """(status, Retry-After, body) of /id and of /health."""
+    out = []
+    for path in ("/id", "/health"):
+        try:
+            with urllib.request.urlopen(node.url + path, timeout=2) as r:
+                out.append((r.status, None, r.read().decode()))
+        except urllib.error.HTTPError as e:
+            out.append((e.code, e.headers.get("Retry-After"),
+                        e.read().decode()))
+        except (OSError, urllib.error.URLError):
+            out.append((0, None, ""))
+    return out
+
+
+def wait_refusing(node, *words):
+    """Waits until /id and /health both answer 503 with Retry-After and a
+    body naming every one of words; returns the /id body."""
+    def refusing():
+        if node.proc.poll() is not None:
+            raise AssertionError("snowflaked exited %d:\n%s"
+                                 % (node.proc.returncode, node.output()))
+        r = refusals(node)
+        ok = all(st == 503 and ra and all(w in body for w in words)
+                 for st, ra, body in r)
+        return r[0][2] if ok else None
+    return wait_for("503s naming %s" % (words,), refusing)
+
+
+def test_node_waits_for_an_etcd_that_is_not_there_yet(tmp):
+    """etcd down at start: the node listens at once, answers 503 naming the
+    endpoint and the cause, logs it once, and takes an id when etcd comes."""
+    e = Etcd(tmp)
+    n = Node(e.url, "/sf-wait/", tmp)
+    try:
+        body = wait_refusing(n, e.url, "refused")
+        assert "no machine id lease" in body
+        assert "pending (etcd lease: " in n.output()
+        assert "snowflake_lease_held 0" in http(n.url + "/metrics")[1]
+
+        def attempts():
+            for l in http(n.url + "/metrics")[1].splitlines():
+                if l.startswith("snowflake_lease_claim_attempts_total "):
+                    return int(l.split()[1])
+            raise AssertionError("no snowflake_lease_claim_attempts_total")
+        wait_for("three tries", lambda: attempts() >= 3)
+        # The cause was logged once, not once per try.
+        assert n.output().count("Connection refused (retrying)") == 1, \
+            n.output()
+        e.start()
+        assert n.wait_serving() == 0
+        assert "took machine id 0" in n.output()
+    finally:
+        n.stop(signal.SIGKILL)
+        e.kill()
 
 
 def test_second_endpoint_is_used_when_the_first_is_down(etcd, fleet):
@@ -510,17 +560,30 @@ def test_second_endpoint_is_used_when_the_first_is_down(etcd, fleet):
     assert n.wait_serving() == 0
 
 
-def test_all_ids_taken_is_a_clear_error(etcd, tmp):
+def test_all_ids_taken_is_waited_out(etcd, tmp):
     prefix = "/sf-full/%s/" % uuid.uuid4().hex[:8]
     etcd.put_many([prefix + str(i) for i in range(1 << MACHINE_BITS)])
-    rc, out = run_fail(tmp, ETCD_ENDPOINTS=etcd.url, ETCD_PREFIX=prefix)
-    assert rc == 2, out
-    assert "taken" in out and prefix in out
-    # One free id: that is the one taken.
-    subprocess.run([ETCDCTL, "--endpoints", etcd.url, "del", prefix + "700"],
-                   check=True, capture_output=True)
     n = Node(etcd.url, prefix, tmp)
     try:
+        wait_refusing(n, "every machine id 0..1023", prefix, "taken")
+        # One id freed: that is the one taken, by the node already running.
+        subprocess.run([ETCDCTL, "--endpoints", etcd.url, "del", prefix + "700"],
+                       check=True, capture_output=True)
         assert n.wait_serving() == 700
     finally:
         n.stop(signal.SIGKILL)
+
+
+def test_machine_id_range_is_kept(etcd, fleet):
+    """MACHINE_ID_RANGE=LOW-HIGH: only those ids are claimed; a fleet that
+    fills its range waits, whatever is free outside it."""
+    a = fleet(MACHINE_ID_RANGE="512-513")
+    assert a.wait_serving() == 512
+    b = fleet(MACHINE_ID_RANGE="512-513")
+    assert b.wait_serving() == 513
+    c = fleet(MACHINE_ID_RANGE="512-513")
+    wait_refusing(c, "every machine id 512..513", "taken")
+    a.stop()  # SIGTERM revokes: 512 is free at once
+    assert c.wait_serving() == 512
+    assert etcd.keys(fleet.prefix) == [fleet.prefix + "512",
+                                       fleet.prefix + "513"]

@@ -7,10 +7,12 @@ free under its prefix (the rest held by keys of its own) so that the nodes
 must hand the same id over.
 """
 
+import base64
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -237,3 +239,154 @@ def test_marks_survive_an_etcd_restart(etcd, fleet):
     later = ids_of(n, 100)
     assert min(later) > max(first)
     assert etcd.mark(fleet.prefix, 0) > unix_ms(max(later))
+
+
+class LateRelay:
+    """A TCP relay to etcd that, while holding, keeps every request a node
+    sends instead of passing it on (the node times out and goes on through
+    its next endpoint), and delivers them on release(): a frozen etcd member
+    or a slow network applying a write long after its writer gave up on it.
+    It keeps etcd's answers to what it delivered late."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.holding = threading.Event()
+        self.lock = threading.Lock()
+        self.held = []  # (upstream socket, bytes), in arrival order
+        self.late = {}  # upstream socket -> etcd's answers after release
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            u = socket.create_connection(("127.0.0.1", self.target))
+        except OSError:
+            c.close()
+            return
+        threading.Thread(target=self._back, args=(u, c), daemon=True).start()
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                with self.lock:
+                    if self.holding.is_set():
+                        self.held.append((u, data))
+                        continue
+                u.sendall(data)
+        except OSError:
+            pass
+        c.close()  # u stays open: a held request still goes through it
+
+    def _back(self, u, c):
+        while True:
+            try:
+                data = u.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self.lock:
+                if u in self.late:
+                    self.late[u] += data
+            try:
+                c.sendall(data)
+            except OSError:
+                pass
+
+    def held_bodies(self):
+        """The JSON bodies of the requests held so far."""
+        with self.lock:
+            raw = b"".join(d for _, d in self.held)
+        out = []
+        for part in raw.split(b"POST ")[1:]:
+            body = part.partition(b"\r\n\r\n")[2]
+            try:
+                out.append((part.split(b" ")[0].decode(), json.loads(body)))
+            except ValueError:
+                pass  # not all of it arrived
+        return out
+
+    def release(self):
+        """Delivers what was held, in order; returns once etcd answered
+        every connection it went through."""
+        with self.lock:
+            self.holding.clear()
+            held, self.held = self.held, []
+            for u, _ in held:
+                self.late[u] = b""
+        for u, data in held:
+            u.sendall(data)
+        wait_for("etcd to answer the requests delivered late",
+                 lambda: all(b"\r\n\r\n" in a and a.rstrip().endswith(b"}")
+                             for a in self.late.values()))
+        return list(self.late.values())
+
+    def close(self):
+        self.sock.close()
+
+
+def mark_history(etcd, key):
+    """Every value key held, oldest first, from etcd's history."""
+    b64 = lambda s: base64.b64encode(s.encode()).decode()
+    post = lambda **q: json.loads(http(etcd.url + "/v3/kv/range", timeout=5,
+                                       data=json.dumps(q).encode())[1])
+    now = post(key=b64(key))
+    kv = now["kvs"][0]
+    vals = []
+    for rev in range(int(kv["create_revision"]), int(now["header"]["revision"]) + 1):
+        kvs = post(key=b64(key), revision=str(rev)).get("kvs")
+        v = int(base64.b64decode(kvs[0]["value"]))
+        if not vals or vals[-1] != v:
+            vals.append(v)
+    return vals
+
+
+def test_mark_write_delivered_late_never_lowers_the_mark(etcd, fleet):
+    """Issue 17's sequence on one etcd: a mark write held on the way (as in
+    a frozen member), resent through the next endpoint, newer marks and IDs
+    above the held one, the holder killed with its lease alive, then the held
+    write delivered. It must change nothing: marks only go up."""
+    hold_all_but(etcd, fleet.prefix, {0})
+    relay = LateRelay(etcd.port)
+    try:
+        n = fleet(ETCD_ENDPOINTS=relay.url + "," + etcd.url,
+                  ETCD_MARK_LEAP_MS="300")
+        assert n.wait_serving() == 0
+        col = Collector([n])
+        relay.holding.set()
+        wait_for("a mark write held on the way",
+                 lambda: any(p == "/v3/kv/txn" for p, _ in relay.held_bodies()))
+        held = [int(base64.b64decode(b["success"][0]["request_put"]["value"]))
+                for p, b in relay.held_bodies() if p == "/v3/kv/txn"]
+        # The node gives up on it, goes on through etcd directly, and
+        # issues IDs above it.
+        wait_for("IDs above the held mark",
+                 lambda: any(unix_ms(g[2]) >= max(held) for g in col.got))
+        n.stop(signal.SIGKILL)
+        got = col.finish()
+        before = etcd.mark(fleet.prefix, 0)
+        assert before > max(unix_ms(g[2]) for g in got)
+        assert fleet.prefix + "0" in etcd.keys(fleet.prefix)  # lease alive
+        answers = relay.release()
+        assert answers  # etcd took the held requests
+        after = etcd.mark(fleet.prefix, 0)
+        assert after >= before, "a late write lowered the mark %d -> %d" % (
+            before, after)
+        history = mark_history(etcd, fleet.prefix + "0/mark")
+        assert history == sorted(history), history
+        assert after > max(unix_ms(g[2]) for g in got)
+    finally:
+        relay.holding.clear()
+        relay.close()

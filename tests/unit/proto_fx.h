@@ -39,7 +39,7 @@ static void fx_lease_kick(void *ctx) {
 }
 
 static const sf_lease_ops fx_lease_ops = {fx_lease_snapshot, fx_lease_kick,
-                                          NULL};
+                                          NULL, NULL};
 
 static inline proto_fx *fx_new(const sf_proto *proto, unsigned max_batch) {
   proto_fx *f = calloc(1, sizeof *f);

@@ -134,7 +134,7 @@ static void test_parse_claim(void **state) {
            "{\"response_range\":{\"header\":{},\"kvs\":[{\"key\":\"eA==\","
            "\"value\":\"%s\"}],\"count\":\"1\"}}]}",
            v);
-  assert_int_equal(sf__etcd_parse_claim(text, &won, &mark), 0);
+  assert_int_equal(sf__etcd_parse_claim(text, 7, &won, &mark), 0);
   assert_true(won);
   assert_true(mark == INT64_C(1700000009999));
   /* Won, and no mark stored yet. */
@@ -142,20 +142,77 @@ static void test_parse_claim(void **state) {
       sf__etcd_parse_claim("{\"succeeded\":true,\"responses\":[{"
                            "\"response_put\":{}},{\"response_range\":{"
                            "\"header\":{}}}]}",
-                           &won, &mark),
+                           7, &won, &mark),
       0);
   assert_true(won);
   assert_int_equal(mark, 0);
-  /* Lost: etcd leaves "succeeded" out when it is false. */
-  assert_int_equal(sf__etcd_parse_claim("{\"header\":{},\"responses\":[{"
-                                        "\"response_range\":{}}]}",
-                                        &won, &mark),
-                   0);
+  /* Lost: etcd leaves "succeeded" out when it is false; the failure
+   * branch shows the holder key, on another lease. */
+  snprintf(
+      text, sizeof text,
+      "{\"header\":{},\"responses\":["
+      "{\"response_range\":{\"kvs\":[{\"key\":\"eA==\",\"lease\":\"8\"}]}},"
+      "{\"response_range\":{\"kvs\":[{\"key\":\"eQ==\",\"value\":\"%s\"}]}}]}",
+      v);
+  assert_int_equal(sf__etcd_parse_claim(text, 7, &won, &mark), 0);
   assert_false(won);
+  assert_int_equal(mark, 0);
+  /* The key is on our lease: an earlier copy of this claim won (its answer
+   * was lost, the transport resent it); the mark is the one it saw. */
+  assert_int_equal(sf__etcd_parse_claim(text, 8, &won, &mark), 0);
+  assert_true(won);
+  assert_true(mark == INT64_C(1700000009999));
   /* Won, but the reply lacks the range: not a claim reply. */
-  assert_int_equal(sf__etcd_parse_claim("{\"succeeded\":true}", &won, &mark),
+  assert_int_equal(sf__etcd_parse_claim("{\"succeeded\":true}", 7, &won, &mark),
                    -1);
-  assert_int_equal(sf__etcd_parse_claim("[]", &won, &mark), -1);
+  assert_int_equal(sf__etcd_parse_claim("[]", 7, &won, &mark), -1);
+}
+
+static void test_parse_raise(void **state) {
+  (void)state;
+  bool raised, owned;
+  int64_t stored;
+  char v[32], text[512];
+  /* Raised: the put's reply. */
+  assert_int_equal(
+      sf__etcd_parse_raise("{\"header\":{},\"succeeded\":true,\"responses\":"
+                           "[{\"response_put\":{}}]}",
+                           7, &raised, &owned, &stored),
+      0);
+  assert_true(raised && owned);
+  /* Not raised: the holder key on our lease and a mark already as high. */
+  sf__b64_encode("1700000009999", 13, v);
+  snprintf(
+      text, sizeof text,
+      "{\"responses\":["
+      "{\"response_range\":{\"kvs\":[{\"key\":\"eA==\",\"lease\":\"7\"}]}},"
+      "{\"response_range\":{\"kvs\":[{\"key\":\"eQ==\",\"value\":\"%s\"}]}}]}",
+      v);
+  assert_int_equal(sf__etcd_parse_raise(text, 7, &raised, &owned, &stored), 0);
+  assert_false(raised);
+  assert_true(owned);
+  assert_true(stored == INT64_C(1700000009999));
+  /* The same on another lease: fenced out. */
+  assert_int_equal(sf__etcd_parse_raise(text, 9, &raised, &owned, &stored), 0);
+  assert_false(raised || owned);
+  /* No holder key, no mark. */
+  assert_int_equal(
+      sf__etcd_parse_raise("{\"responses\":[{\"response_range\":{}},"
+                           "{\"response_range\":{}}]}",
+                           7, &raised, &owned, &stored),
+      0);
+  assert_false(raised || owned);
+  assert_int_equal(stored, 0);
+  /* A mark that is not a decimal, a reply without the ranges, not JSON. */
+  sf__b64_encode("junk", 4, v);
+  snprintf(text, sizeof text,
+           "{\"responses\":[{\"response_range\":{}},"
+           "{\"response_range\":{\"kvs\":[{\"value\":\"%s\"}]}}]}",
+           v);
+  assert_int_equal(sf__etcd_parse_raise(text, 7, &raised, &owned, &stored), -1);
+  assert_int_equal(
+      sf__etcd_parse_raise("{\"header\":{}}", 7, &raised, &owned, &stored), -1);
+  assert_int_equal(sf__etcd_parse_raise("[", 7, &raised, &owned, &stored), -1);
 }
 
 static void test_endpoints_are_checked(void **state) {
@@ -199,6 +256,7 @@ int main(void) {
       cmocka_unit_test(test_parse_mark_value),
       cmocka_unit_test(test_parse_scan),
       cmocka_unit_test(test_parse_claim),
+      cmocka_unit_test(test_parse_raise),
       cmocka_unit_test(test_endpoints_are_checked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

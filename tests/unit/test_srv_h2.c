@@ -49,7 +49,7 @@ static int fake_snapshot(void *ctx, sf_lease_snap *s) {
   return f->lease < 0 ? -1 : 0;
 }
 
-static const sf_lease_ops fake_ops = {fake_snapshot, NULL, NULL};
+static const sf_lease_ops fake_ops = {fake_snapshot, NULL, NULL, NULL};
 
 static int64_t node_clock(void *ctx) {
   return ((fixture *)ctx)->clk.now_ns;

@@ -22,12 +22,18 @@
 
 typedef struct fake_etcd {
   pthread_mutex_t mu;
-  bool down;              /* every operation: unreachable */
-  int64_t next_lease;     /* the last lease granted */
-  bool alive[64];         /* by lease id */
-  int64_t holder[NIDS];   /* id -> lease, 0: free */
-  int64_t mark[NIDS];     /* id -> stored mark, 0: none */
-  unsigned mark_puts;     /* put_mark calls that stored */
+  bool down;            /* every operation: unreachable */
+  int64_t next_lease;   /* the last lease granted */
+  bool alive[4096];     /* by lease id */
+  int64_t holder[NIDS]; /* id -> lease, 0: free */
+  int64_t mark[NIDS];   /* id -> stored mark, 0: none */
+  unsigned mark_puts;   /* raise_mark calls that stored */
+  bool hold_next;       /* the next raise is held (not applied) */
+  bool lose_answer;     /* the next raise applies, its answer is lost */
+  struct {
+    uint64_t id;
+    int64_t lease, mark;
+  } held;                 /* the raise held on the way */
   _Atomic int64_t now_ms; /* the generator's clock */
 } fake_etcd;
 
@@ -104,7 +110,7 @@ static int f_claim(void *ctx, uint64_t id, int64_t lease, bool *won,
   fake_etcd *f = ctx;
   pthread_mutex_lock(&f->mu);
   DOWN_CHECK(f);
-  *won = f->holder[id] == 0;
+  *won = f->holder[id] == 0 || f->holder[id] == lease; /* or our copy's */
   if (*won) {
     f->holder[id] = lease;
     *mark = f->mark[id];
@@ -123,18 +129,50 @@ static int f_owner(void *ctx, uint64_t id, int64_t *lease, char *err,
   return SF_ETCD_OK;
 }
 
-static int f_put_mark(void *ctx, uint64_t id, int64_t lease, int64_t mark_ms,
-                      bool *won, char *err, size_t errlen) {
-  fake_etcd *f = ctx;
-  pthread_mutex_lock(&f->mu);
-  DOWN_CHECK(f);
-  *won = f->holder[id] == lease; /* the fence */
-  if (*won) {
+/* apply_raise is etcd's raise transaction: fenced on the holder's lease,
+ * compare-and-set upwards on the mark. */
+static void apply_raise(fake_etcd *f, uint64_t id, int64_t lease,
+                        int64_t mark_ms, bool *owned, int64_t *stored) {
+  *owned = f->holder[id] == lease; /* the fence */
+  if (*owned && f->mark[id] < mark_ms) {
     f->mark[id] = mark_ms;
     f->mark_puts++;
   }
+  *stored = f->mark[id];
+}
+
+static int f_raise_mark(void *ctx, uint64_t id, int64_t lease, int64_t mark_ms,
+                        bool *owned, int64_t *stored, char *err,
+                        size_t errlen) {
+  fake_etcd *f = ctx;
+  pthread_mutex_lock(&f->mu);
+  DOWN_CHECK(f);
+  if (f->hold_next) { /* sits in a frozen member: the caller times out */
+    f->hold_next = false;
+    f->held.id = id;
+    f->held.lease = lease;
+    f->held.mark = mark_ms;
+    snprintf(err, errlen, "fake etcd: held");
+    pthread_mutex_unlock(&f->mu);
+    return SF_ETCD_UNREACHABLE;
+  }
+  apply_raise(f, id, lease, mark_ms, owned, stored);
+  if (f->lose_answer) { /* applied, but the answer never comes */
+    f->lose_answer = false;
+    snprintf(err, errlen, "fake etcd: answer lost");
+    pthread_mutex_unlock(&f->mu);
+    return SF_ETCD_UNREACHABLE;
+  }
   pthread_mutex_unlock(&f->mu);
   return SF_ETCD_OK;
+}
+
+/* deliver_held applies the held raise now, late. */
+static void deliver_held(void) {
+  bool owned;
+  int64_t stored;
+  LOCKED(apply_raise(&fx, fx.held.id, fx.held.lease, fx.held.mark, &owned,
+                     &stored));
 }
 
 static const sf_etcd_ops fake_ops = {
@@ -144,7 +182,7 @@ static const sf_etcd_ops fake_ops = {
     .scan = f_scan,
     .claim = f_claim,
     .owner = f_owner,
-    .put_mark = f_put_mark,
+    .raise_mark = f_raise_mark,
 };
 
 static int setup(void **state) {
@@ -301,6 +339,56 @@ static void test_unreachable_etcd_never_shows_an_unstored_mark(void **state) {
   sf__lease_stop(l);
 }
 
+static void test_late_copy_of_an_older_mark_changes_nothing(void **state) {
+  (void)state;
+  sf_lease *l = must_start();
+  sf_lease_snap a, b;
+  sf_lease_stats st;
+  assert_int_equal(sf__lease_snapshot(l, &a), 0);
+  /* The next mark write sits in a frozen member: we time out. */
+  LOCKED(fx.hold_next = true);
+  atomic_store(&fx.now_ms, T0_MS + LEAP / 2 + 1);
+  sf__lease_kick(l);
+  WAIT_UNTIL((sf__lease_stats_get(l, &st), st.mark_errors > 0));
+  /* Later writes go through and carry the mark further. */
+  atomic_store(&fx.now_ms, T0_MS + 2 * LEAP);
+  sf__lease_kick(l);
+  WAIT_UNTIL(sf__lease_snapshot(l, &b) == 0 && b.mark_ms > a.mark_ms);
+  assert_true(b.mark_ms == T0_MS + 3 * LEAP);
+  /* The held write lands now, with our key still on our lease: it is below
+   * the stored mark, so it changes nothing. */
+  assert_true(fx.held.mark == T0_MS + LEAP / 2 + 1 + LEAP);
+  deliver_held();
+  assert_true(stored_mark(0) == b.mark_ms);
+  assert_int_equal(sf__lease_snapshot(l, &b), 0);
+  assert_true(b.mark_ms == stored_mark(0));
+  sf__lease_stop(l);
+}
+
+static void test_mark_write_whose_answer_was_lost_is_adopted(void **state) {
+  (void)state;
+  sf_lease *l = must_start();
+  sf_lease_snap a, b;
+  sf_lease_stats st;
+  assert_int_equal(sf__lease_snapshot(l, &a), 0);
+  /* etcd stores the next mark, but its answer never reaches us. */
+  LOCKED(fx.lose_answer = true);
+  atomic_store(&fx.now_ms, T0_MS + LEAP / 2 + 1);
+  sf__lease_kick(l);
+  WAIT_UNTIL((sf__lease_stats_get(l, &st), st.mark_errors > 0));
+  assert_true(stored_mark(0) == T0_MS + LEAP / 2 + 1 + LEAP);
+  /* Until an answer says so, the mark shown stays the acknowledged one. */
+  assert_int_equal(sf__lease_snapshot(l, &b), 0);
+  assert_true(b.mark_ms <= stored_mark(0));
+  /* The retry asks for the same mark: etcd has it already, so it is not
+   * put again, and the holder takes it as its own. */
+  WAIT_UNTIL(sf__lease_snapshot(l, &b) == 0 && b.mark_ms > a.mark_ms);
+  assert_true(b.mark_ms == stored_mark(0));
+  assert_int_equal(fx.mark_puts, 2);
+  assert_true(b.gen == a.gen);
+  sf__lease_stop(l);
+}
+
 static void test_fenced_out_holder_gives_the_id_up(void **state) {
   (void)state;
   sf_lease *l = must_start();
@@ -325,16 +413,76 @@ static void test_fenced_out_holder_gives_the_id_up(void **state) {
   sf__lease_stop(l);
 }
 
-static void test_every_id_taken_is_an_error(void **state) {
+static void test_every_id_taken_is_waited_out(void **state) {
   (void)state;
   for (int i = 0; i < NIDS; i++)
     fx.holder[i] = 5;
-  sf_lease *l = NULL;
-  char err[256];
-  assert_int_equal(start(&l, err, sizeof err), -1);
-  assert_null(l);
-  assert_non_null(strstr(err, "every machine id 0..15"));
-  assert_non_null(strstr(err, "taken"));
+  sf_lease *l = must_start(); /* starts all the same: it waits */
+  sf_lease_snap s;
+  sf_lease_stats st;
+  char why[256];
+  assert_int_equal(sf__lease_snapshot(l, &s), -1);
+  sf__lease_why(l, why, sizeof why);
+  assert_non_null(strstr(why, "every machine id 0..15"));
+  assert_non_null(strstr(why, "taken"));
+  sf__lease_stats_get(l, &st);
+  assert_int_equal(st.machine_id, -1);
+  assert_string_equal(st.why, why);
+  LOCKED(fx.holder[9] = 0); /* one is freed: the backoff's next try takes it */
+  WAIT_UNTIL(sf__lease_snapshot(l, &s) == 0);
+  assert_int_equal(s.id, 9);
+  sf__lease_why(l, why, sizeof why);
+  assert_string_equal(why, "");
+  sf__lease_stop(l);
+}
+
+static void test_etcd_down_at_start_is_waited_out(void **state) {
+  (void)state;
+  LOCKED(fx.down = true);
+  sf_lease *l = must_start();
+  sf_lease_stats st;
+  sf_lease_snap s;
+  char why[256];
+  sf__lease_why(l, why, sizeof why);
+  assert_non_null(strstr(why, "fake etcd is down"));
+  WAIT_UNTIL((sf__lease_stats_get(l, &st), st.attempts >= 3)); /* it retries */
+  assert_int_equal(sf__lease_snapshot(l, &s), -1);
+  LOCKED(fx.down = false);
+  WAIT_UNTIL(sf__lease_snapshot(l, &s) == 0);
+  assert_int_equal(s.id, 0);
+  sf__lease_stop(l);
+}
+
+static void test_a_range_claims_only_its_ids(void **state) {
+  (void)state;
+  sf_lease_config c;
+  memset(&c, 0, sizeof c);
+  c.ttl_s = 30;
+  c.min_id = 4;
+  c.max_id = 5;
+  c.leap_ms = LEAP;
+  c.clock = gen_clock;
+  c.ops = &fake_ops;
+  c.ops_ctx = &fx;
+  sf_lease *a = NULL, *b = NULL, *d = NULL;
+  char err[256], why[256];
+  sf_lease_snap s;
+  assert_int_equal(sf__lease_start(&c, &a, err, sizeof err), 0);
+  assert_int_equal(sf__lease_start(&c, &b, err, sizeof err), 0);
+  WAIT_UNTIL(sf__lease_snapshot(a, &s) == 0);
+  assert_int_equal(s.id, 4);
+  WAIT_UNTIL(sf__lease_snapshot(b, &s) == 0);
+  assert_int_equal(s.id, 5);
+  assert_int_equal(sf__lease_start(&c, &d, err, sizeof err), 0);
+  WAIT_UNTIL((sf__lease_why(d, why, sizeof why), strstr(why, "4..5")));
+  assert_int_equal(sf__lease_snapshot(d, &s), -1); /* 0..3 stay free */
+  sf__lease_stop(a);
+  sf__lease_stop(b);
+  sf__lease_stop(d);
+  /* Low above high, or past the ids a lease can hold: refused. */
+  c.min_id = 6;
+  assert_int_equal(sf__lease_start(&c, &a, err, sizeof err), -1);
+  assert_non_null(strstr(err, "6..5"));
 }
 
 static void test_snapshot_of_no_lease(void **state) {
@@ -354,8 +502,12 @@ int main(void) {
       T(test_prefers_a_free_id_whose_mark_is_behind),
       T(test_mark_moves_ahead_under_the_same_generation),
       T(test_unreachable_etcd_never_shows_an_unstored_mark),
+      T(test_late_copy_of_an_older_mark_changes_nothing),
+      T(test_mark_write_whose_answer_was_lost_is_adopted),
       T(test_fenced_out_holder_gives_the_id_up),
-      T(test_every_id_taken_is_an_error),
+      T(test_every_id_taken_is_waited_out),
+      T(test_etcd_down_at_start_is_waited_out),
+      T(test_a_range_claims_only_its_ids),
       T(test_snapshot_of_no_lease),
 #undef T
   };

@@ -43,7 +43,7 @@ static void fake_kick(void *ctx) {
   ((fixture *)ctx)->kicks++;
 }
 
-static const sf_lease_ops fake_ops = {fake_snapshot, fake_kick, NULL};
+static const sf_lease_ops fake_ops = {fake_snapshot, fake_kick, NULL, NULL};
 
 static int64_t fx_clock(void *ctx) {
   fixture *f = ctx;
