@@ -200,16 +200,28 @@ class Cluster:
         self.lock = threading.Lock()  # one member out at a time
 
     def start(self):
-        for m in self.members:
-            m.start(self.spec)
-        end = time.monotonic() + 60
-        while not all(self.healthy(m) for m in self.members):
-            if time.monotonic() > end:
-                raise RuntimeError("etcd cluster did not come up")
+        """Starts the three members; a port taken by someone else between
+        free_port() and etcd's bind (a member exits at once) means new
+        ports and another try, up to three."""
+        for attempt in range(3):
             for m in self.members:
-                if m.proc.poll() is not None:
-                    raise RuntimeError("etcd %s exited at start" % m.name)
-            time.sleep(0.2)
+                m.start(self.spec)
+            end = time.monotonic() + 60
+            while not all(self.healthy(m) for m in self.members):
+                if time.monotonic() > end:
+                    raise RuntimeError("etcd cluster did not come up")
+                if any(m.proc.poll() is not None for m in self.members):
+                    break
+                time.sleep(0.2)
+            else:
+                return
+            self.kill_all()
+            run_dir = os.path.dirname(self.members[0].dir)
+            for m in self.members:
+                shutil.rmtree(m.dir, ignore_errors=True)
+                m.__init__(m.name, run_dir)
+            self.spec = ",".join("%s=%s" % (m.name, m.peer_url) for m in self.members)
+        raise RuntimeError("etcd exited at start three times: see its logs")
 
     def healthy(self, m):
         try:
@@ -370,8 +382,8 @@ class Relay:
     held (no answer: the node times out and resends) and delivered late on
     a connection of their own."""
 
-    def __init__(self, name, cluster, log):
-        self.name, self.cluster, self.log = name, cluster, log
+    def __init__(self, name, cluster, prefix, log):
+        self.name, self.cluster, self.prefix, self.log = name, cluster, prefix, log
         self.lock = threading.Lock()
         self.delay = None      # (p, lo_ms, hi_ms)
         self.dup = None        # (p, max_ms)
@@ -379,6 +391,7 @@ class Relay:
         self.hold_mark = False
         self.held = []         # (raw, path, kind, mid, value, member)
         self.marks_passed = 0
+        self.last_mark = 0.0   # when a mark write last went through
         self.rng = random.Random(name)
         self.socks = []
         self.closed = False
@@ -448,6 +461,7 @@ class Relay:
                 if kind == "mark":
                     with self.lock:
                         self.marks_passed += 1
+                        self.last_mark = time.monotonic()
                 if act == "dup":
                     later = self.rng.uniform(0, 1.5)
                     threading.Timer(later, self.deliver,
@@ -602,8 +616,7 @@ class Fleet:
         for i in range(args.nodes):
             relay = None
             if i < args.relayed:
-                relay = Relay("relay%d" % i, cluster, log)
-                relay.prefix = prefix
+                relay = Relay("relay%d" % i, cluster, prefix, log)
             self.slots.append(Slot(i, relay))
         self.preload = self._preload()
 
@@ -674,13 +687,16 @@ class Fleet:
         while time.monotonic() < end and not self.stopping:
             with open(inc.log_path, errors="replace") as lf:
                 out = lf.read()
+            # "machine id N", or "machine id pending" while the node waits
+            # for a free id (it then listens and answers 503 meanwhile).
             m = re.search(r"listening on \S+:(\d+), :(\d+) \(Redis\), :(\d+) "
-                          r"\(memcached\), machine id (\d+)", out)
+                          r"\(memcached\), machine id (\d+|pending)", out)
             if m:
-                inc.port, inc.redis_port, inc.mc_port, inc.machine_id = map(int, m.groups())
+                inc.port, inc.redis_port, inc.mc_port = map(int, m.groups()[:3])
+                inc.machine_id = m.group(4)
                 inc.serving = True
                 self.log("node", "%s started: pid %d, clock %s, state file %s, "
-                         "machine id %d" % (inc.name, inc.pid, clock or "true",
+                         "machine id %s" % (inc.name, inc.pid, clock or "true",
                                             state, inc.machine_id))
                 return True
             if inc.proc.poll() is not None:
@@ -1078,8 +1094,14 @@ class Nemesis:
         s.relay.hold_mark = False
         return None
 
+    def writing(self):
+        """The live relayed slots whose node is writing marks (holds an id
+        and its clock is not waiting behind the mark)."""
+        return [s for s in self.live(self.relayed())
+                if time.monotonic() - s.relay.last_mark < 1]
+
     def relay_reorder(self):
-        slots = self.live(self.relayed())
+        slots = self.writing()
         if not slots:
             return
         s = self.rng.choice(slots)
@@ -1099,7 +1121,7 @@ class Nemesis:
     def relay_late_after_kill(self):
         # The relayed node whose clock is furthest ahead: whoever takes its
         # id next is behind it, the case where a lowered mark repeats IDs.
-        slots = self.live(self.relayed())
+        slots = self.writing()
         if not slots:
             return
         s = max(slots, key=lambda x: (round(x.inc.lead(), 1), self.rng.random()))
@@ -1415,7 +1437,9 @@ def summary(args, seed, nem, stats, figures, problems, log, run_dir):
                % (100.0 * okn / max(1, alln), alln,
                   len([s for s in stats.ok_seconds if s < secs]), secs))
     for kind, details in sorted(problems.items()):
-        out.append("VIOLATION %s: %d" % (kind, len(details)))
+        n = figures["duplicates"] if kind == "duplicate" else len(details)
+        out.append("VIOLATION %s: %d%s" % (kind, n, " (%d shown)" % len(details)
+                                           if n > len(details) else ""))
         for d in details[:5]:
             out.append("  " + d)
     text = "\n".join(out)
