@@ -25,17 +25,23 @@ The faults (a seeded random.Random; each printed with its time):
   etcd-freeze    SIGSTOP one member (the leader or not) for 1-4 s
   relay-delay    every request of a relayed node delayed 50-900 ms (p 0.5)
   relay-dup      requests sent twice, the copy 0-1.5 s later (p 0.5)
+  relay-lose-answers  requests applied by etcd but their answers lost (p
+                 0.3): the node times out and sends them again
   relay-reorder  one mark write held until a later one got through, then
                  delivered
-  relay-late-after-kill  one mark write held, the node SIGKILLed while its
-                 lease lives, then the held write delivered
+  relay-late-after-kill  one mark write of the relayed node whose clock is
+                 furthest ahead held, the node SIGKILLed 0.9-2 s later
+                 while its lease lives, then the held write delivered; the
+                 nodes started in the next 10 s run 5-10 s behind it (a
+                 lowered mark then repeats IDs)
   relay-cut      a partition for 1-4 s; what was sent meanwhile is
                  delivered when it heals
 Every (re)start draws the node's clock: true, skewed by +-2..MAX_SKEW s,
 running fast or slow (libfaketime rates 0.9, 0.95, 1.05, 1.1; the lease
 margin is 1 s of a 2 s TTL, so any rate above 0.5 is safe: see README), or
-both; and its STATE_FILE: kept, lost (deleted) or none. A node that exits at
-start (every free id taken, etcd unreachable: exit 2) is restarted later.
+both; and its STATE_FILE: kept, lost (deleted) or none. A node that exits
+(before nodes waited for a free id, exit 2 when all were taken) is
+restarted later; one that waits answers 503 meanwhile.
 
 The checks, after the run (nothing here is about time):
   - every ID is unique, across nodes, incarnations and protocols;
@@ -387,6 +393,7 @@ class Relay:
         self.lock = threading.Lock()
         self.delay = None      # (p, lo_ms, hi_ms)
         self.dup = None        # (p, max_ms)
+        self.lose = None       # p: applied, but the answer never reaches the node
         self.cut = False
         self.hold_mark = False
         self.held = []         # (raw, path, kind, mid, value, member)
@@ -427,6 +434,8 @@ class Relay:
             act = "pass"
             if self.dup and self.rng.random() < self.dup[0]:
                 act = "dup"
+            elif self.lose and self.rng.random() < self.lose:
+                act = "lose"
             return act, kind, mid, value, d
 
     def _serve(self, c, member):
@@ -448,6 +457,11 @@ class Relay:
                     continue  # no answer: the node times out and resends
                 if d:
                     time.sleep(d)
+                if act == "lose":
+                    # etcd applies it; the node hears nothing, times out and
+                    # sends it again (the copy that won earlier must count).
+                    self.deliver((raw, path, kind, mid, value, member), "answer lost")
+                    continue
                 if up is None:
                     try:
                         up = socket.create_connection(("127.0.0.1", member.port),
@@ -499,9 +513,10 @@ class Relay:
         own (its own member if usable, else another): the answer is logged,
         not returned to anyone. For a mark write, the mark before and after."""
         raw, path, kind, mid, value, member = item
+        echo = why in ("late", "reordered")
         order = [member] + [m for m in self.cluster.members if m is not member]
         before = None
-        if kind == "mark" and why != "copy":
+        if kind == "mark" and why not in ("copy", "answer lost"):
             try:
                 before = self.cluster.get_mark(self.prefix, mid)
             except OSError:
@@ -519,7 +534,7 @@ class Relay:
                 s.close()
             except (OSError, http.client.HTTPException) as e:
                 self.log("relay", "%s: %s %s to %s: %s" % (
-                    self.name, why, kind, m.name, e), echo=why != "copy")
+                    self.name, why, kind, m.name, e), echo=echo)
                 return
             res = ""
             if path == "/v3/kv/txn":
@@ -531,18 +546,18 @@ class Relay:
                 self.name, why, kind,
                 "" if mid is None else " id %d mark %s" % (mid, value),
                 m.name, r.status, res)
-            if kind == "mark" and why != "copy":
+            if before is not None:
                 try:
                     after = self.cluster.get_mark(self.prefix, mid)
                     msg += "; stored mark %s -> %s" % (before, after)
-                    if before is not None and after is not None and after < before:
+                    if after is not None and after < before:
                         msg += " (LOWERED by %d ms)" % (before - after)
                 except OSError:
                     pass
-            self.log("relay", msg, echo=why != "copy")
+            self.log("relay", msg, echo=echo)
             return
         self.log("relay", "%s: %s %s dropped: no member usable" % (
-            self.name, why, kind), echo=why != "copy")
+            self.name, why, kind), echo=echo)
 
     def take_held(self):
         with self.lock:
@@ -551,7 +566,7 @@ class Relay:
 
     def reset(self):
         with self.lock:
-            self.delay = self.dup = None
+            self.delay = self.dup = self.lose = None
             self.cut = self.hold_mark = False
 
     def close(self):
@@ -950,7 +965,8 @@ class Client:
 class Nemesis:
     FAULTS = [("node-kill", 3), ("node-freeze", 2), ("etcd-kill-leader", 1),
               ("etcd-freeze", 2), ("relay-delay", 1.5), ("relay-dup", 1.5),
-              ("relay-reorder", 2), ("relay-late-after-kill", 2), ("relay-cut", 1)]
+              ("relay-lose-answers", 1.5), ("relay-reorder", 2),
+              ("relay-late-after-kill", 2), ("relay-cut", 1)]
 
     def __init__(self, fleet, cluster, seed, log):
         self.fleet, self.cluster, self.log = fleet, cluster, log
@@ -1079,6 +1095,18 @@ class Nemesis:
         def off():
             s.relay.dup = None
             self.log("fault", "%s: duplicates off" % s.relay.name)
+        self.later(secs, off)
+
+    def relay_lose_answers(self):
+        s = self.rng.choice(self.relayed())
+        secs = self.rng.uniform(2, 5)
+        s.relay.lose = 0.3
+        self.fault("relay-lose-answers", "%s: requests applied but their answers lost "
+                   "(p 0.3) for %.1f s" % (s.relay.name, secs))
+
+        def off():
+            s.relay.lose = None
+            self.log("fault", "%s: answers delivered again" % s.relay.name)
         self.later(secs, off)
 
     def _hold_one_mark(self, s):
