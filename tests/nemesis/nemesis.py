@@ -57,8 +57,9 @@ The checks, after the run (nothing here is about time):
     stored mark is above every ID issued under the id;
   - answers are only 200 or 503 with Retry-After (RESP -ERR, memcached
     SERVER_ERROR); connection errors while a node is down are counted.
-Exit 0 when all hold; otherwise 1, with the logs (etcd, nodes, the fault
-schedule, the summary) kept in a folder it names.
+Exit 0 when all hold; otherwise 1, with the logs (etcd's, every node
+process's, the fault schedule, the replayed history, the summary) kept in a
+folder it names.
 """
 
 import argparse
@@ -1411,6 +1412,10 @@ def run_one(args, seed):
                 raise RuntimeError("etcd did not recover after the run")
             time.sleep(0.2)
         events = history(cluster, prefix, log)
+        with open(os.path.join(run_dir, "history.txt"), "w") as f:
+            for rev, typ, key, value, create_rev, lease in events:
+                f.write("%d %s %s %s (created %d, lease %s)\n" % (
+                    rev, typ, key, value.decode(errors="replace"), create_rev, lease))
         figures, problems = check(fleet, stats, events, prefix, log)
         ok = not problems
         summary(args, seed, nem, stats, figures, problems, log, run_dir)
@@ -1426,6 +1431,8 @@ def run_one(args, seed):
         if fleet:
             fleet.stop_all()
         cluster.kill_all()
+        for m in cluster.members:  # hundreds of MB; history.txt has what matters
+            shutil.rmtree(m.dir, ignore_errors=True)
         log.f.close()
     if ok and not args.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
