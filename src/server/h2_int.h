@@ -1,0 +1,68 @@
+/*
+ * h2_int.h - what h2.c (the session and its callbacks) and h2_answer.c
+ * (the answers) share: a connection and its streams. Not for other files.
+ */
+#ifndef SF_SRV_H2_INT_H
+#define SF_SRV_H2_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "h2.h"
+#include "route.h"
+
+#define OUT_INLINE 2048   /* output kept inside the connection */
+#define PATH_INLINE 64    /* :path bytes kept inside the stream */
+#define BODY_INLINE 32    /* request body bytes kept inside the stream */
+#define ANSWER_INLINE 160 /* answer body bytes kept inside the stream */
+
+typedef struct stream {
+  struct stream *prev, *next; /* the connection's open streams */
+  int32_t id;
+  sf_method method;
+  int grpc;      /* content-type application/grpc... */
+  int post;      /* :method POST */
+  int has_body;  /* DATA bytes arrived */
+  int body_over; /* more than SF_H2_BODY_MAX of them */
+  int done;      /* the request ended (END_STREAM) */
+  int answered;  /* its answer is submitted */
+  size_t header_bytes;
+  char *path; /* path_inline or the heap */
+  size_t path_len;
+  uint8_t *body; /* body_inline or the heap (SF_H2_BODY_MAX) */
+  size_t body_len;
+  const uint8_t *data; /* the answer's DATA, sent by read_data() */
+  size_t data_len, data_off;
+  char *answer_heap; /* an HTTP answer body longer than answer_inline */
+  sf_grpc_reply g;
+  char path_inline[PATH_INLINE];
+  uint8_t body_inline[BODY_INLINE];
+  char answer_inline[ANSWER_INLINE];
+} stream;
+
+typedef struct h2c {
+  nghttp2_session *s;
+  sf_worker *w;
+  int dead;          /* a fatal nghttp2 error: close without more output */
+  stream *streams;   /* nghttp2_session_del() calls no on_close */
+  size_t pending;    /* answer bytes not yet framed */
+  unsigned deferred; /* requests done but not answered: pending was high */
+  double ctrl_tokens;
+  struct timespec ctrl_at;
+  char *out; /* out_inline, or the heap until sent */
+  size_t out_len, out_cap;
+  char out_inline[OUT_INLINE];
+} h2c;
+
+/* sf__h2_answer answers the request of st (its END_STREAM came). */
+void sf__h2_answer(h2c *c, stream *st);
+/* sf__h2_answer_deferred answers requests that waited, while pending
+ * allows; returns how many. */
+int sf__h2_answer_deferred(h2c *c);
+/* sf__h2_stream_free releases st and what it holds. */
+void sf__h2_stream_free(stream *st);
+
+#endif /* SF_SRV_H2_INT_H */
