@@ -182,19 +182,67 @@ static void m_health(call *c) {
   reply(c->r, &out.base);
 }
 
-typedef struct method {
+struct sf_grpc_method {
   const char *path;
   size_t len;
+  size_t service_len; /* of path: "/service/" */
   void (*fn)(call *c);
-} method;
-
-#define M(path, fn)                                                            \
-  { path, sizeof(path) - 1, fn }
-static const method methods[] = {
-    M("/snowflake.v1.Snowflake/Next", m_next),
-    M("/snowflake.v1.Snowflake/Decode", m_decode),
-    M("/grpc.health.v1.Health/Check", m_health),
 };
+
+#define M(service, name, fn)                                                   \
+  {                                                                            \
+    "/" service "/" name, sizeof("/" service "/" name) - 1,                    \
+        sizeof("/" service "/") - 1, fn                                        \
+  }
+static const sf_grpc_method methods[] = {
+    M("snowflake.v1.Snowflake", "Next", m_next),
+    M("snowflake.v1.Snowflake", "Decode", m_decode),
+    M("grpc.health.v1.Health", "Check", m_health),
+};
+#define NMETHODS (sizeof methods / sizeof methods[0])
+
+const sf_grpc_method *sf__grpc_find(const char *path, size_t path_len) {
+  for (size_t i = 0; i < NMETHODS; i++)
+    if (methods[i].len == path_len && !memcmp(methods[i].path, path, path_len))
+      return &methods[i];
+  return NULL;
+}
+
+void sf__grpc_unknown(const char *path, size_t path_len, sf_grpc_reply *r) {
+  const char *slash = path_len > 1 ? memrchr(path + 1, '/', path_len - 1) : 0;
+  size_t sl = slash ? (size_t)(slash - path) + 1 : 0; /* "/service/" */
+  int n = (int)(path_len > 100 ? 100 : path_len);
+  r->msg = NULL;
+  r->msg_len = 0;
+  for (size_t i = 0; sl && i < NMETHODS; i++)
+    if (methods[i].service_len == sl && !memcmp(methods[i].path, path, sl)) {
+      fail(r, SF_GRPC_UNIMPLEMENTED, "unknown method %.*s for service %.*s",
+           (int)(path_len - sl > 100 ? 100 : path_len - sl), path + sl,
+           (int)sl - 2, path + 1);
+      return;
+    }
+  if (sl)
+    fail(r, SF_GRPC_UNIMPLEMENTED, "unknown service %.*s",
+         (int)(sl - 2 > 100 ? 100 : sl - 2), path + 1);
+  else
+    fail(r, SF_GRPC_UNIMPLEMENTED, "unknown method %.*s", n, path);
+}
+
+int sf__grpc_content_type(const uint8_t *v, size_t len) {
+  static const char pre[] = "application/grpc";
+  const size_t n = sizeof pre - 1;
+  if (len < n || memcmp(v, pre, n) != 0)
+    return 0;
+  if (len == n || v[n] == ';')
+    return 1;
+  if (v[n] != '+')
+    return 0; /* application/grpc-web...: another protocol */
+  /* "+proto", alone or before parameters */
+  return len >= n + 6 && !memcmp(v + n + 1, "proto", 5) &&
+                 (len == n + 6 || v[n + 6] == ';')
+             ? 1
+             : -1;
+}
 
 /* deframe finds the one request message of a unary call: 0, or -1 after
  * failing r. */
@@ -229,24 +277,14 @@ static int deframe(call *c, const uint8_t *body, size_t len) {
   return 0;
 }
 
-void sf__grpc_call(sf_worker *w, const char *path, size_t path_len,
-                   const uint8_t *body, size_t body_len, sf_grpc_reply *r) {
+void sf__grpc_call(sf_worker *w, const sf_grpc_method *m, const uint8_t *body,
+                   size_t body_len, sf_grpc_reply *r) {
   arena a;
   call c;
-  const method *m = NULL;
   r->status = SF_GRPC_OK;
   r->msg = NULL;
   r->msg_len = 0;
   r->text[0] = '\0';
-  sf__ctr_add(&w->stats->proto_requests[SF_PROTO_GRPC], 1);
-  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-    if (methods[i].len == path_len && !memcmp(methods[i].path, path, path_len))
-      m = &methods[i];
-  if (!m) {
-    fail(r, SF_GRPC_UNIMPLEMENTED, "unknown method %.*s",
-         (int)(path_len > 100 ? 100 : path_len), path);
-    return;
-  }
   a.used = 0;
   c.w = w;
   c.r = r;

@@ -122,9 +122,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
                                                : SF_M_OTHER;
     st->post = IS(value, valuelen, "POST");
   } else if (IS(name, namelen, "content-type")) {
-    /* application/grpc, application/grpc+proto, application/grpc;... */
-    st->grpc = valuelen >= 16 && !memcmp(value, "application/grpc", 16) &&
-               (valuelen == 16 || value[16] == '+' || value[16] == ';');
+    st->grpc = sf__grpc_content_type(value, valuelen);
+  } else if (IS(name, namelen, "grpc-encoding")) {
+    st->enc_bad = !IS(value, valuelen, "identity");
   }
   return 0;
 }
@@ -134,8 +134,8 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id,
   stream *st = nghttp2_session_get_stream_user_data(s, id);
   (void)flags;
   (void)ud;
-  if (!st || len == 0)
-    return 0;
+  if (!st || len == 0 || st->ready)
+    return 0; /* ready: answered without it */
   st->has_body = 1;
   if (!st->grpc || st->body_over || len > SF_H2_BODY_MAX - st->body_len) {
     st->body_over = st->grpc; /* HTTP routes refuse any body anyway */
@@ -161,7 +161,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud) {
     nghttp2_session_set_stream_user_data(s, id, NULL);
     if (st->answered)
       c->pending -= st->data_len - st->data_off;
-    else if (st->done)
+    else if (st->ready)
       c->deferred--;
     if (st->prev)
       st->prev->next = st->next;
@@ -205,12 +205,17 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     return 0;
   case NGHTTP2_HEADERS:
   case NGHTTP2_DATA:
-    if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
-      return 0;
     st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (!st || st->done)
+    if (!st || st->ready)
       return 0;
-    st->done = 1;
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+      st->gm = sf__grpc_find(st->path, st->path_len);
+    /* A request is answered at its end, or at the end of its headers when
+     * the body cannot change the answer (an unknown gRPC method...). */
+    st->done = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (!st->done && (f->hd.type != NGHTTP2_HEADERS || !sf__h2_early(st)))
+      return 0;
+    st->ready = 1;
     /* Answers wait while SF_H2_OUT_PAUSE bytes of others do (a peer that
      * holds its flow-control windows shut): pump() answers them later. */
     if (c->pending < SF_H2_OUT_PAUSE)
@@ -221,6 +226,19 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
   default:
     return 0;
   }
+}
+
+/* on_sent ends a stream whose answer went out before its request ended
+ * (an early answer): RST_STREAM NO_ERROR tells the client to stop
+ * sending (RFC 9113 section 8.1) and frees the stream now. */
+static int on_sent(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+  (void)ud;
+  if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+      (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+      !nghttp2_session_get_stream_remote_close(s, f->hd.stream_id))
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                              NGHTTP2_NO_ERROR);
+  return 0;
 }
 
 static nghttp2_session_callbacks *callbacks;
@@ -240,6 +258,7 @@ static void setup(void) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data);
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_sent);
   /* nghttp2's defaults, written out: a peer resetting more than 1000
    * streams in a burst, beyond 33 a second, is sent GOAWAY (rapid reset,
    * CVE-2023-44487); at most 8 CONTINUATION frames per header block; at

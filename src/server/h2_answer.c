@@ -60,21 +60,44 @@ static void submit(h2c *c, stream *st, const nghttp2_nv *nv, size_t nnv) {
                               NGHTTP2_INTERNAL_ERROR);
 }
 
+int sf__h2_early(const stream *st) {
+  if (st->grpc)
+    return st->grpc < 0 || st->enc_bad || !st->gm || !st->post;
+  return st->gm != NULL;
+}
+
+/* refuse fills st->g with the status of a call that cannot run: 1, or 0
+ * when it can. */
+static int refuse(stream *st) {
+  sf_grpc_reply *g = &st->g;
+  g->status = SF_GRPC_UNIMPLEMENTED;
+  if (st->grpc < 0)
+    strcpy(g->text, "only protobuf messages are served: content-type "
+                    "application/grpc or application/grpc+proto");
+  else if (st->enc_bad)
+    strcpy(g->text, "compressed messages are not supported (grpc-encoding: "
+                    "identity)");
+  else if (!st->gm)
+    sf__grpc_unknown(st->path, st->path_len, g);
+  else if (!st->post)
+    strcpy(g->text, "gRPC calls are POST requests");
+  else if (st->body_over) {
+    g->status = SF_GRPC_RESOURCE_EXHAUSTED;
+    strcpy(g->text, "request message larger than 4096 bytes");
+  } else
+    return 0;
+  return 1;
+}
+
 static void answer_grpc(h2c *c, stream *st) {
   char code[8], text[3 * sizeof st->g.text];
-  nghttp2_nv nv[4];
+  nghttp2_nv nv[5];
   size_t nnv = 0;
   nv[nnv++] = NV_LIT(":status", "200");
   nv[nnv++] = NV_LIT("content-type", "application/grpc");
-  if (!st->post) {
-    st->g.status = SF_GRPC_UNIMPLEMENTED;
-    strcpy(st->g.text, "gRPC calls are POST requests");
-  } else if (st->body_over) {
-    st->g.status = SF_GRPC_RESOURCE_EXHAUSTED;
-    strcpy(st->g.text, "request message larger than 4096 bytes");
-  } else {
-    sf__grpc_call(c->w, st->path, st->path_len, st->body, st->body_len, &st->g);
-  }
+  sf__ctr_add(&c->w->stats->proto_requests[SF_PROTO_GRPC], 1);
+  if (!refuse(st))
+    sf__grpc_call(c->w, st->gm, st->body, st->body_len, &st->g);
   if (st->g.status == SF_GRPC_OK) {
     st->data = st->g.msg;
     st->data_len = st->g.msg_len;
@@ -88,6 +111,8 @@ static void answer_grpc(h2c *c, stream *st) {
   nv[nnv++] =
       NV("grpc-message", text, sf__grpc_message_escape(st->g.text, text),
          NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  if (st->enc_bad)
+    nv[nnv++] = NV_LIT("grpc-accept-encoding", "identity");
   submit(c, st, nv, nnv);
 }
 
@@ -101,12 +126,48 @@ static char *answer_body(void *ctx, size_t max) {
   return st->answer_heap;
 }
 
-static void answer_http(h2c *c, stream *st) {
+/* frame_http sends the answer a route wrote into a. */
+static void frame_http(h2c *c, stream *st, sf_answer *a) {
   const sf_worker *w = c->w;
-  const char *q = memchr(st->path, '?', st->path_len);
   char status[4], clen[24], retry[24];
   nghttp2_nv nv[6];
   size_t nnv = 0;
+  if (a->oom) {
+    nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->id,
+                              NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  sf__ctr_add(&c->w->stats->requests[a->ep][a->st], 1);
+  sf__ctr_add(&c->w->stats->proto_requests[SF_PROTO_H2], 1);
+  snprintf(status, sizeof status, "%03d", sf__st_code[a->st]);
+  nv[nnv++] = NV(":status", status, 3, NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  nv[nnv++] = NV("content-type", a->ctype, strlen(a->ctype), NV_STATIC);
+  nv[nnv++] = NV("content-length", clen,
+                 (size_t)snprintf(clen, sizeof clen, "%zu", a->body_len),
+                 NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  /* w->date is "Date: <value>\r\n". */
+  nv[nnv++] =
+      NV("date", w->date + 6, w->date_len - 8, NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  if (a->retry_after_s > 0)
+    nv[nnv++] = NV("retry-after", retry,
+                   (size_t)snprintf(retry, sizeof retry, "%lld",
+                                    (long long)a->retry_after_s),
+                   NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  if (a->allow)
+    nv[nnv++] = NV("allow", a->allow, strlen(a->allow), NV_STATIC);
+  if (a->body && a->body == st->answer_heap && a->body_len < 4096) {
+    /* A route reserves its most (/metrics: 32 KB); keep what it wrote. */
+    char *b = realloc(st->answer_heap, a->body_len ? a->body_len : 1);
+    if (b)
+      a->body = st->answer_heap = b;
+  }
+  st->data = (const uint8_t *)a->body;
+  st->data_len = st->method == SF_M_HEAD || !a->body ? 0 : a->body_len;
+  submit(c, st, nv, nnv);
+}
+
+static void answer_http(h2c *c, stream *st) {
+  const char *q = memchr(st->path, '?', st->path_len);
   sf_req r;
   sf_answer a;
   r.path = st->path;
@@ -120,39 +181,12 @@ static void answer_http(h2c *c, stream *st) {
   a.body_alloc = answer_body;
   a.ctx = st;
   a.ep = SF_EP_OTHER;
-  sf__route(&r, &a);
-  if (a.oom) {
-    nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->id,
-                              NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
-  sf__ctr_add(&c->w->stats->requests[a.ep][a.st], 1);
-  sf__ctr_add(&c->w->stats->proto_requests[SF_PROTO_H2], 1);
-  snprintf(status, sizeof status, "%03d", sf__st_code[a.st]);
-  nv[nnv++] = NV(":status", status, 3, NGHTTP2_NV_FLAG_NO_COPY_NAME);
-  nv[nnv++] = NV("content-type", a.ctype, strlen(a.ctype), NV_STATIC);
-  nv[nnv++] = NV("content-length", clen,
-                 (size_t)snprintf(clen, sizeof clen, "%zu", a.body_len),
-                 NGHTTP2_NV_FLAG_NO_COPY_NAME);
-  /* w->date is "Date: <value>\r\n". */
-  nv[nnv++] =
-      NV("date", w->date + 6, w->date_len - 8, NGHTTP2_NV_FLAG_NO_COPY_NAME);
-  if (a.retry_after_s > 0)
-    nv[nnv++] = NV("retry-after", retry,
-                   (size_t)snprintf(retry, sizeof retry, "%lld",
-                                    (long long)a.retry_after_s),
-                   NGHTTP2_NV_FLAG_NO_COPY_NAME);
-  if (a.allow)
-    nv[nnv++] = NV("allow", a.allow, strlen(a.allow), NV_STATIC);
-  if (a.body && a.body == st->answer_heap && a.body_len < 4096) {
-    /* A route reserves its most (/metrics: 32 KB); keep what it wrote. */
-    char *b = realloc(st->answer_heap, a.body_len ? a.body_len : 1);
-    if (b)
-      a.body = st->answer_heap = b;
-  }
-  st->data = (const uint8_t *)a.body;
-  st->data_len = st->method == SF_M_HEAD || !a.body ? 0 : a.body_len;
-  submit(c, st, nv, nnv);
+  if (st->gm) /* a gRPC method, without a gRPC content-type */
+    sf__answer_error(&a, SF_ST_415,
+                     "gRPC methods take content-type application/grpc");
+  else
+    sf__route(&r, &a);
+  frame_http(c, st, &a);
 }
 
 void sf__h2_answer(h2c *c, stream *st) {
@@ -168,7 +202,7 @@ int sf__h2_answer_deferred(h2c *c) {
   int n = 0;
   for (stream *st = c->streams; st && c->pending < SF_H2_OUT_PAUSE;
        st = st->next)
-    if (st->done && !st->answered) {
+    if (st->ready && !st->answered) {
       c->deferred--;
       sf__h2_answer(c, st);
       n++;

@@ -23,12 +23,15 @@ typedef struct stream {
   struct stream *prev, *next; /* the connection's open streams */
   int32_t id;
   sf_method method;
-  int grpc;      /* content-type application/grpc... */
+  int grpc;      /* sf__grpc_content_type(): 1 gRPC, -1 another codec */
+  int enc_bad;   /* grpc-encoding other than identity */
   int post;      /* :method POST */
   int has_body;  /* DATA bytes arrived */
   int body_over; /* more than SF_H2_BODY_MAX of them */
   int done;      /* the request ended (END_STREAM) */
+  int ready;     /* its answer is known (done, or early_answer()) */
   int answered;  /* its answer is submitted */
+  const sf_grpc_method *gm; /* the gRPC method :path names, or NULL */
   size_t header_bytes;
   char *path; /* path_inline or the heap */
   size_t path_len;
@@ -57,7 +60,12 @@ typedef struct h2c {
   char out_inline[OUT_INLINE];
 } h2c;
 
-/* sf__h2_answer answers the request of st (its END_STREAM came). */
+/* sf__h2_early is true when st's answer is known at the end of its
+ * request headers, without its body: a gRPC call that cannot succeed
+ * (unknown method, codec or encoding), a gRPC method asked for without a
+ * gRPC content-type (415). */
+int sf__h2_early(const stream *st);
+/* sf__h2_answer answers the request of st (st->ready). */
 void sf__h2_answer(h2c *c, stream *st);
 /* sf__h2_answer_deferred answers requests that waited, while pending
  * allows; returns how many. */

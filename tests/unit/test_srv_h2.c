@@ -262,6 +262,34 @@ static int32_t call(fixture *f, const char *path, const ProtobufCMessage *msg,
   return id;
 }
 
+static ssize_t body_never(nghttp2_session *s, int32_t id, uint8_t *buf,
+                          size_t len, uint32_t *flags, nghttp2_data_source *src,
+                          void *ud) {
+  (void)s, (void)id, (void)buf, (void)len, (void)flags, (void)src, (void)ud;
+  return NGHTTP2_ERR_DEFERRED;
+}
+
+/* open_call sends only the request headers of a POST (no END_STREAM: the
+ * body never comes), with content-type ct and grpc-encoding enc (NULL:
+ * none). */
+static int32_t open_call(fixture *f, const char *path, const char *ct,
+                         const char *enc) {
+  nghttp2_nv nv[] = {NV(":method", "POST"),
+                     NV(":scheme", "http"),
+                     NV(":path", path),
+                     NV(":authority", "t"),
+                     NV("content-type", ct),
+                     NV("te", "trailers"),
+                     NV("grpc-encoding", enc ? enc : "")};
+  nghttp2_data_provider prd;
+  int32_t id;
+  prd.source.ptr = NULL;
+  prd.read_callback = body_never;
+  id = nghttp2_submit_request(f->cli, NULL, nv, enc ? 7 : 6, &prd, NULL);
+  assert_true(id > 0);
+  return id;
+}
+
 /* reply_of returns the message of a gRPC answer, checked framed. */
 static const uint8_t *reply_of(const answer *a, size_t *len) {
   assert_int_equal(a->status, 200);
@@ -438,6 +466,57 @@ static void test_grpc_no_lease(void **state) {
   fx_free(f);
 }
 
+/* X(path, content-type, grpc-encoding, HTTP status, gRPC status, a word of
+ * the message or the body): requests answered at the end of their headers.
+ */
+#define EARLY(X)                                                               \
+  X("/snowflake.v1.Snowflake/Nope", "application/grpc", NULL, 200, 12,         \
+    "unknown method Nope for service snowflake.v1.Snowflake")                  \
+  X("/nope.v1.Svc/Next", "application/grpc", NULL, 200, 12,                    \
+    "unknown service nope.v1.Svc")                                             \
+  X("/snowflake.v1.Snowflake/Next", "application/grpc+json", NULL, 200, 12,    \
+    "protobuf")                                                                \
+  X("/snowflake.v1.Snowflake/Next", "application/grpc", "gzip", 200, 12,       \
+    "grpc-encoding")                                                           \
+  X("/snowflake.v1.Snowflake/Next", "application/json", NULL, 415, 0,          \
+    "application/grpc")
+
+/* Answers known at the end of the request headers come then, without
+ * waiting for a body that may never come; the stream is then reset with
+ * NO_ERROR (the client need not send the rest). */
+static void test_answered_at_end_of_headers(void **state) {
+  static const struct {
+    const char *path, *ct, *enc;
+    int status, grpc_status;
+    const char *word;
+  } cases[] = {
+#define SF__CASE(p, ct, enc, st, gs, w) {p, ct, enc, st, gs, w},
+      EARLY(SF__CASE)
+#undef SF__CASE
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fixture *f = fx_new();
+    int32_t id = open_call(f, cases[i].path, cases[i].ct, cases[i].enc);
+    answer *a = ans_of(f, id);
+    exchange(f, 0);
+    assert_int_equal(a->status, cases[i].status);
+    assert_int_equal(a->grpc_status, cases[i].grpc_status);
+    if (cases[i].grpc_status) {
+      assert_non_null(strstr(a->grpc_message, cases[i].word));
+      assert_int_equal(a->body_len, 0); /* Trailers-Only */
+    } else {
+      assert_non_null(a->body);
+      assert_non_null(
+          memmem(a->body, a->body_len, cases[i].word, strlen(cases[i].word)));
+    }
+    assert_true(a->closed);
+    assert_false(a->reset); /* RST_STREAM NO_ERROR */
+    assert_int_equal(f->stats.ids_issued, 0);
+    fx_free(f);
+  }
+}
+
 /* A client that asks for 100 large answers and reads nothing: the server
  * queues at most about SF_H2_OUT_PAUSE bytes and answers the rest once the
  * client reads. */
@@ -493,6 +572,7 @@ int main(void) {
       cmocka_unit_test(test_grpc_decode),
       cmocka_unit_test(test_grpc_errors),
       cmocka_unit_test(test_grpc_no_lease),
+      cmocka_unit_test(test_answered_at_end_of_headers),
       cmocka_unit_test(test_output_bounded_then_all_answered),
       cmocka_unit_test(test_garbage_after_preface_is_goaway),
   };
