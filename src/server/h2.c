@@ -108,12 +108,21 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
   (void)ud;
   if (!st || f->hd.type != NGHTTP2_HEADERS)
     return 0; /* trailers of a request: ignored */
-  /* RFC 9113's size of a field: name, value and 32 bytes. Counting the
-   * decoded size bounds a small HEADERS block that decompresses huge. */
-  st->header_bytes += namelen + valuelen + 32;
-  if (st->header_bytes > SF_H2_HEADER_MAX)
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM */
+  /* Header limits as on HTTP/1.1: :path is the request target (414 over
+   * SF_HTTP_URL_MAX); every other field counts its name, value and 4 bytes
+   * (": " and CRLF there) toward SF_H2_HEADER_MAX (431). A client within
+   * our SETTINGS_MAX_HEADER_LIST_SIZE (32 bytes a field) always is. Counted
+   * decoded, so a small block that decompresses huge is bounded; past a
+   * limit nothing is kept and the rest of the block is only counted. */
+  if (!IS(name, namelen, ":path"))
+    st->header_bytes += namelen + valuelen + 4;
+  if (st->header_bytes > SF_H2_HEADER_MAX && !st->over)
+    st->over = SF_ST_431;
   if (IS(name, namelen, ":path")) {
+    if (valuelen > SF_HTTP_URL_MAX && !st->over)
+      st->over = SF_ST_414;
+    if (st->over)
+      return 0;
     if (st->path_len || set_path(st, value, valuelen))
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   } else if (IS(name, namelen, ":method")) {

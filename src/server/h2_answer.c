@@ -60,7 +60,20 @@ static void submit(h2c *c, stream *st, const nghttp2_nv *nv, size_t nnv) {
                               NGHTTP2_INTERNAL_ERROR);
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* over_msg says which header limit st->over is. */
+static const char *over_msg(sf_st over) {
+  return over == SF_ST_414
+             ? "request target longer than " STR(SF_HTTP_URL_MAX) " bytes"
+             : "request header fields larger than " STR(
+                   SF_H2_HEADER_MAX) " bytes";
+}
+
 int sf__h2_early(const stream *st) {
+  if (st->over)
+    return 1;
   if (st->grpc)
     return st->grpc < 0 || st->enc_bad || !st->gm || !st->post;
   return st->gm != NULL;
@@ -71,7 +84,10 @@ int sf__h2_early(const stream *st) {
 static int refuse(stream *st) {
   sf_grpc_reply *g = &st->g;
   g->status = SF_GRPC_UNIMPLEMENTED;
-  if (st->grpc < 0)
+  if (st->over) {
+    g->status = SF_GRPC_RESOURCE_EXHAUSTED;
+    strcpy(g->text, over_msg(st->over));
+  } else if (st->grpc < 0)
     strcpy(g->text, "only protobuf messages are served: content-type "
                     "application/grpc or application/grpc+proto");
   else if (st->enc_bad)
@@ -181,7 +197,9 @@ static void answer_http(h2c *c, stream *st) {
   a.body_alloc = answer_body;
   a.ctx = st;
   a.ep = SF_EP_OTHER;
-  if (st->gm) /* a gRPC method, without a gRPC content-type */
+  if (st->over)
+    sf__answer_error(&a, st->over, over_msg(st->over));
+  else if (st->gm) /* a gRPC method, without a gRPC content-type */
     sf__answer_error(&a, SF_ST_415,
                      "gRPC methods take content-type application/grpc");
   else

@@ -25,6 +25,7 @@ typedef struct stream {
   sf_method method;
   int grpc;      /* sf__grpc_content_type(): 1 gRPC, -1 another codec */
   int enc_bad;   /* grpc-encoding other than identity */
+  sf_st over;    /* SF_ST_431 or SF_ST_414: a header limit; 0: none */
   int post;      /* :method POST */
   int has_body;  /* DATA bytes arrived */
   int body_over; /* more than SF_H2_BODY_MAX of them */
@@ -63,7 +64,7 @@ typedef struct h2c {
 /* sf__h2_early is true when st's answer is known at the end of its
  * request headers, without its body: a gRPC call that cannot succeed
  * (unknown method, codec or encoding), a gRPC method asked for without a
- * gRPC content-type (415). */
+ * gRPC content-type (415), header fields over a limit (431, 414). */
 int sf__h2_early(const stream *st);
 /* sf__h2_answer answers the request of st (st->ready). */
 void sf__h2_answer(h2c *c, stream *st);

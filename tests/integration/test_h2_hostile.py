@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from conftest import connect
+from conftest import connect, parse_responses, raw, request
 from test_hostile import sanitized, vm_rss_kb
 
 hpack = pytest.importorskip("hpack", reason="python3-h2 not installed")
@@ -176,25 +176,71 @@ def test_control_frame_flood_is_goaway_enhance_your_calm(snowflaked, kind):
     assert served(n.port)
 
 
-def test_headers_that_decompress_huge_get_rst_stream(snowflaked):
+def status_of(frames, sid):
+    hs = [f for f in frames if isinstance(f, hf.HeadersFrame)
+          and f.stream_id == sid]
+    return dict(hs[0].decoded).get(":status") if hs else None
+
+
+def test_headers_that_decompress_huge_get_431(snowflaked):
     """One 4 KB field in the dynamic table, then referenced 2000 times by a
-    one-byte index: about 100 bytes of HEADERS decompress to 8 MB. The
-    stream is reset; the connection goes on."""
+    one-byte index: about 100 bytes of HEADERS decompress to 8 MB. Nothing
+    past 8 KiB is kept; the stream gets 431 as on HTTP/1.1 and the
+    connection goes on."""
     n = snowflaked()
     c = Raw(n.port)
     big = ("x-big", "a" * 4000)
     bomb = c.headers(1, req_headers("/id") + [big] * 2000)
     assert len(bomb.data) < 8000
     c.send(bomb)
-    fs = c.frames(until=lambda f: isinstance(f, hf.RstStreamFrame))
-    rst = [f for f in fs if isinstance(f, hf.RstStreamFrame)]
-    assert rst and rst[0].stream_id == 1, fs
+    fs = c.frames(until=lambda f: isinstance(f, hf.DataFrame))
+    assert status_of(fs, 1) == "431", fs
     # The HPACK state stays in step: the same connection serves stream 3.
     c.send(c.headers(3, req_headers("/health")))
+    fs = c.frames(until=lambda f: isinstance(f, hf.DataFrame)
+                  and f.stream_id == 3)
+    assert status_of(fs, 3) == "200", fs
+    c.close()
+
+
+@pytest.mark.parametrize("path,extra,status", [
+    ("/id", [("x-big", "a" * 9000)], 431),
+    ("/id", [("x-h%03d" % i, "v" * 20) for i in range(300)], 431),
+    ("/id", [("x-h%03d" % i, "v" * 20) for i in range(250)], 200),
+    ("/" + "a" * 3000, [], 414),
+], ids=["one_9k_field", "300_fields", "250_fields", "target_3k"])
+def test_header_limits_as_on_http1(snowflaked, path, extra, status):
+    """The same request over HTTP/1.1 and HTTP/2 meets the same limits
+    (8 KiB of header fields, a 2 KiB target) and gets the same status and
+    body; on HTTP/2 only the stream ends, even before its END_STREAM."""
+    n = snowflaked()
+    h1 = parse_responses(raw(n.port, request(
+        "GET", path, headers=["%s: %s" % kv for kv in extra])))
+    assert h1[0][0] == status, h1
+    c = Raw(n.port)
+    c.send(c.headers(1, req_headers(path) + extra, end=status == 200))
     fs = c.frames(until=lambda f: isinstance(f, hf.DataFrame))
-    hs = [f for f in fs if isinstance(f, hf.HeadersFrame)
-          and f.stream_id == 3]
-    assert hs and (":status", "200") in hs[0].decoded, fs
+    assert status_of(fs, 1) == str(status), fs
+    body = b"".join(f.data for f in fs if isinstance(f, hf.DataFrame))
+    if status != 200:
+        assert json.loads(body) == json.loads(h1[0][2])
+    c.send(c.headers(3, req_headers("/health")))
+    fs = c.frames(until=lambda f: isinstance(f, hf.DataFrame)
+                  and f.stream_id == 3)
+    assert status_of(fs, 3) == "200", fs
+    c.close()
+
+
+def test_grpc_metadata_over_limit_is_resource_exhausted(snowflaked):
+    n = snowflaked()
+    c = Raw(n.port)
+    c.send(c.headers(1, req_headers("/snowflake.v1.Snowflake/Next", "POST")
+                     + [("content-type", "application/grpc"),
+                        ("x-big", "a" * 9000)], end=False))
+    fs = c.frames(until=lambda f: isinstance(f, hf.HeadersFrame))
+    h = dict(fs[-1].decoded)
+    assert h[":status"] == "200" and h["grpc-status"] == "8", h
+    assert "8192" in h["grpc-message"], h
     c.close()
 
 

@@ -517,6 +517,40 @@ static void test_answered_at_end_of_headers(void **state) {
   }
 }
 
+/* Header limits as on HTTP/1.1: 8 KiB of fields (431), a 2 KiB :path
+ * (414), for gRPC RESOURCE_EXHAUSTED; answered at the end of the headers,
+ * and the connection goes on. */
+static void test_header_limits(void **state) {
+  static char big[9000], path[3001];
+  fixture *f = fx_new();
+  nghttp2_data_provider prd = {.source.ptr = NULL, .read_callback = body_never};
+  int32_t a, b, g, ok;
+  (void)state;
+  memset(big, 'a', sizeof big - 1);
+  memset(path, 'p', sizeof path - 1);
+  path[0] = '/';
+  nghttp2_nv nv[] = {
+      NV(":method", "GET"), NV(":scheme", "http"),
+      NV(":path", "/id"),   NV(":authority", "t"),
+      NV("x-big", big),     NV("content-type", "application/grpc")};
+  a = nghttp2_submit_request(f->cli, NULL, nv, 5, NULL, NULL);
+  b = get(f, "GET", path);
+  nv[0] = (nghttp2_nv)NV(":method", "POST");
+  nv[2] = (nghttp2_nv)NV(":path", "/snowflake.v1.Snowflake/Next");
+  g = nghttp2_submit_request(f->cli, NULL, nv, 6, &prd, NULL);
+  ok = get(f, "GET", "/health");
+  exchange(f, 0);
+  assert_int_equal(ans_of(f, a)->status, 431);
+  assert_non_null(
+      memmem(ans_of(f, a)->body, ans_of(f, a)->body_len, "8192", 4));
+  assert_int_equal(ans_of(f, b)->status, 414);
+  assert_int_equal(ans_of(f, g)->grpc_status, 8); /* RESOURCE_EXHAUSTED */
+  assert_true(ans_of(f, g)->closed);
+  assert_int_equal(ans_of(f, ok)->status, 200);
+  assert_int_equal(f->stats.ids_issued, 0);
+  fx_free(f);
+}
+
 /* A client that asks for 100 large answers and reads nothing: the server
  * queues at most about SF_H2_OUT_PAUSE bytes and answers the rest once the
  * client reads. */
@@ -573,6 +607,7 @@ int main(void) {
       cmocka_unit_test(test_grpc_errors),
       cmocka_unit_test(test_grpc_no_lease),
       cmocka_unit_test(test_answered_at_end_of_headers),
+      cmocka_unit_test(test_header_limits),
       cmocka_unit_test(test_output_bounded_then_all_answered),
       cmocka_unit_test(test_garbage_after_preface_is_goaway),
   };
