@@ -142,7 +142,11 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id,
                    const uint8_t *data, size_t len, void *ud) {
   stream *st = nghttp2_session_get_stream_user_data(s, id);
   (void)flags;
-  (void)ud;
+  if (st && st->call) {
+    sf__grpc_input(st->call, data, len);
+    sf__h2_resume(ud, st);
+    return 0;
+  }
   if (!st || len == 0 || st->ready)
     return 0; /* ready: answered without it */
   st->has_body = 1;
@@ -168,6 +172,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud) {
   (void)code;
   if (st) {
     nghttp2_session_set_stream_user_data(s, id, NULL);
+    c->calls -= st->call != NULL;
     if (st->answered)
       c->pending -= st->data_len - st->data_off;
     else if (st->ready)
@@ -215,6 +220,11 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
   case NGHTTP2_HEADERS:
   case NGHTTP2_DATA:
     st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (st && st->call && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+      st->done = 1;
+      sf__grpc_half_close(st->call);
+      sf__h2_resume(c, st);
+    }
     if (!st || st->ready)
       return 0;
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
@@ -226,8 +236,9 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
       return 0;
     st->ready = 1;
     /* Answers wait while SF_H2_OUT_PAUSE bytes of others do (a peer that
-     * holds its flow-control windows shut): pump() answers them later. */
-    if (c->pending < SF_H2_OUT_PAUSE)
+     * holds its flow-control windows shut): pump() answers them later. A
+     * streaming call opens now: its replies wait in it. */
+    if (c->pending < SF_H2_OUT_PAUSE || sf__h2_streaming(st))
       sf__h2_answer(c, st);
     else
       c->deferred++;
@@ -299,6 +310,7 @@ static void *h2_conn_new(sf_worker *w) {
   c->streams = NULL;
   c->pending = 0;
   c->deferred = 0;
+  c->calls = 0;
   c->ctrl_tokens = SF_H2_CTRL_BURST;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &c->ctrl_at);
   c->out = c->out_inline;
@@ -356,8 +368,25 @@ static int h2_closing(const void *pc) {
                      !nghttp2_session_want_write(c->s));
 }
 
+/* h2_tick lets streaming calls report changes (a Watch: the lease lost or
+ * back); 1 while calls are open (the connection is not idle). */
+static int h2_tick(void *pc) {
+  h2c *c = pc;
+  if (c->dead || c->calls == 0)
+    return 0;
+  for (stream *st = c->streams; st; st = st->next)
+    if (st->call && sf__grpc_poll(st->call))
+      sf__h2_resume(c, st);
+  return 1;
+}
+
 static void h2_goaway(void *pc) {
   h2c *c = pc;
+  for (stream *st = c->streams; st; st = st->next)
+    if (st->call) {
+      sf__grpc_shutdown(st->call);
+      sf__h2_resume(c, st);
+    }
   if (!c->dead &&
       nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE,
                             nghttp2_session_get_last_proc_stream_id(c->s),
@@ -387,4 +416,5 @@ const sf_proto sf__proto_h2 = {
     .closing = h2_closing,
     .conn_free = h2_conn_free,
     .goaway = h2_goaway,
+    .tick = h2_tick,
 };

@@ -16,6 +16,7 @@ void sf__h2_stream_free(stream *st) {
     free(st->body);
   free(st->answer_heap);
   sf__grpc_reply_free(&st->g);
+  sf__grpc_close(st->call);
   free(st);
 }
 
@@ -71,11 +72,16 @@ static const char *over_msg(sf_st over) {
                    SF_H2_HEADER_MAX) " bytes";
 }
 
+int sf__h2_streaming(const stream *st) {
+  return st->grpc > 0 && st->gm && sf__grpc_streams(st->gm);
+}
+
 int sf__h2_early(const stream *st) {
   if (st->over)
     return 1;
-  if (st->grpc)
-    return st->grpc < 0 || st->enc_bad || !st->gm || !st->post;
+  if (st->grpc) /* a streaming call opens now */
+    return st->grpc < 0 || st->enc_bad || !st->gm || !st->post ||
+           sf__grpc_streams(st->gm);
   return st->gm != NULL;
 }
 
@@ -105,6 +111,60 @@ static int refuse(stream *st) {
   return 1;
 }
 
+/* read_call hands nghttp2 a streaming call's replies as they come, then
+ * its status in trailers. */
+static ssize_t read_call(nghttp2_session *s, int32_t id, uint8_t *buf,
+                         size_t len, uint32_t *flags, nghttp2_data_source *src,
+                         void *ud) {
+  stream *st = src->ptr;
+  const uint8_t *p;
+  const char *msg;
+  char code[8], text[3 * sizeof st->g.text];
+  sf_grpc_status gs;
+  size_t n = sf__grpc_output(st->call, &p);
+  (void)ud;
+  if (n > 0) {
+    n = n < len ? n : len;
+    memcpy(buf, p, n);
+    sf__grpc_consumed(st->call, n);
+    return (ssize_t)n;
+  }
+  if (!sf__grpc_ended(st->call, &gs, &msg))
+    return NGHTTP2_ERR_DEFERRED; /* sf__h2_resume() when there is more */
+  nghttp2_nv t[] = {NV("grpc-status", code,
+                       (size_t)snprintf(code, sizeof code, "%d", (int)gs),
+                       NGHTTP2_NV_FLAG_NO_COPY_NAME),
+                    NV("grpc-message", text, sf__grpc_message_escape(msg, text),
+                       NGHTTP2_NV_FLAG_NO_COPY_NAME)};
+  *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  if (nghttp2_submit_trailer(s, id, t, gs == SF_GRPC_OK ? 1 : 2) != 0)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  return 0;
+}
+
+/* open_call starts st's streaming call: HEADERS now, replies as they
+ * come. */
+static void open_call(h2c *c, stream *st) {
+  static const nghttp2_nv nv[] = {NV_LIT(":status", "200"),
+                                  NV_LIT("content-type", "application/grpc")};
+  nghttp2_data_provider prd;
+  st->call = sf__grpc_open(c->w, st->gm);
+  prd.source.ptr = st;
+  prd.read_callback = read_call;
+  if (!st->call || nghttp2_submit_response(c->s, st->id, nv, 2, &prd) != 0) {
+    nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->id,
+                              NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  c->calls++;
+  if (st->done)
+    sf__grpc_half_close(st->call);
+}
+
+void sf__h2_resume(h2c *c, stream *st) {
+  nghttp2_session_resume_data(c->s, st->id); /* not deferred: no matter */
+}
+
 static void answer_grpc(h2c *c, stream *st) {
   char code[8], text[3 * sizeof st->g.text];
   nghttp2_nv nv[5];
@@ -112,8 +172,13 @@ static void answer_grpc(h2c *c, stream *st) {
   nv[nnv++] = NV_LIT(":status", "200");
   nv[nnv++] = NV_LIT("content-type", "application/grpc");
   sf__ctr_add(&c->w->stats->proto_requests[SF_PROTO_GRPC], 1);
-  if (!refuse(st))
+  if (!refuse(st)) {
+    if (sf__grpc_streams(st->gm)) {
+      open_call(c, st);
+      return;
+    }
     sf__grpc_call(c->w, st->gm, st->body, st->body_len, &st->g);
+  }
   if (st->g.status == SF_GRPC_OK) {
     st->data = st->g.msg;
     st->data_len = st->g.msg_len;

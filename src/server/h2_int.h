@@ -42,6 +42,7 @@ typedef struct stream {
   size_t data_len, data_off;
   char *answer_heap; /* an HTTP answer body longer than answer_inline */
   sf_grpc_reply g;
+  sf_grpc_call *call; /* a streaming call, or NULL */
   char path_inline[PATH_INLINE];
   uint8_t body_inline[BODY_INLINE];
   char answer_inline[ANSWER_INLINE];
@@ -54,6 +55,7 @@ typedef struct h2c {
   stream *streams;   /* nghttp2_session_del() calls no on_close */
   size_t pending;    /* answer bytes not yet framed */
   unsigned deferred; /* requests done but not answered: pending was high */
+  unsigned calls;    /* streaming calls open */
   double ctrl_tokens;
   struct timespec ctrl_at;
   char *out; /* out_inline, or the heap until sent */
@@ -66,6 +68,11 @@ typedef struct h2c {
  * (unknown method, codec or encoding), a gRPC method asked for without a
  * gRPC content-type (415), header fields over a limit (431, 414). */
 int sf__h2_early(const stream *st);
+/* sf__h2_streaming is true when st is a streaming gRPC call: opened at
+ * the end of its headers, whatever output waits. */
+int sf__h2_streaming(const stream *st);
+/* sf__h2_resume has nghttp2 ask st's streaming call for output again. */
+void sf__h2_resume(h2c *c, stream *st);
 /* sf__h2_answer answers the request of st (st->ready). */
 void sf__h2_answer(h2c *c, stream *st);
 /* sf__h2_answer_deferred answers requests that waited, while pending

@@ -165,8 +165,9 @@ def test_health_serving(snowflaked, client, pb):
     r = c.check(pb.HealthCheckRequest(service="snowflake.v1.Snowflake"),
                 timeout=10)
     assert r.status == pb.HealthCheckResponse.SERVING
-    code, _ = status_of(c.check, pb.HealthCheckRequest(service="other.Svc"))
+    code, msg = status_of(c.check, pb.HealthCheckRequest(service="other.Svc"))
     assert code == grpc.StatusCode.NOT_FOUND
+    assert msg.startswith("unknown service other.Svc "), msg
 
 
 def test_clock_behind_is_unavailable_and_not_serving(snowflaked, client, pb,

@@ -551,6 +551,72 @@ static void test_header_limits(void **state) {
   fx_free(f);
 }
 
+/* watch_statuses decodes the HealthCheckResponse messages of a stream's
+ * body into st: their count. */
+static size_t watch_statuses(const answer *a, int *st, size_t max) {
+  size_t n = 0, off = 0;
+  while (off + 5 <= a->body_len && n < max) {
+    size_t len = (size_t)a->body[off + 3] << 8 | a->body[off + 4];
+    Grpc__Health__V1__HealthCheckResponse *r;
+    assert_int_equal(a->body[off], 0);
+    assert_true(off + 5 + len <= a->body_len);
+    r = grpc__health__v1__health_check_response__unpack(NULL, len,
+                                                        a->body + off + 5);
+    assert_non_null(r);
+    st[n++] = (int)r->status;
+    grpc__health__v1__health_check_response__free_unpacked(r, NULL);
+    off += 5 + len;
+  }
+  assert_int_equal(off, a->body_len);
+  return n;
+}
+
+/* Health/Watch: the status now, then each change the tick finds (the lease
+ * lost: NOT_SERVING; back: SERVING); a service the server lacks is
+ * SERVICE_UNKNOWN, the call staying open; at shutdown NOT_SERVING, then
+ * UNAVAILABLE. The request arrives a byte at a time. */
+static void test_health_watch(void **state) {
+  fixture *f = fx_new();
+  Grpc__Health__V1__HealthCheckRequest h =
+      GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  body_src b1, b2;
+  int st[8];
+  int32_t all, other;
+  (void)state;
+  f->node.lease = &fake_ops;
+  all = call(f, "/grpc.health.v1.Health/Watch", &h.base, 0, &b1);
+  h.service = "nope.v1.Svc";
+  other = call(f, "/grpc.health.v1.Health/Watch", &h.base, 0, &b2);
+  exchange(f, 1);
+  assert_int_equal(sf__proto_h2.tick(f->pc), 1); /* calls open: not idle */
+  exchange(f, 0);
+  assert_int_equal(watch_statuses(ans_of(f, all), st, 8), 1);
+  assert_int_equal(st[0], 1); /* SERVING */
+  assert_int_equal(watch_statuses(ans_of(f, other), st, 8), 1);
+  assert_int_equal(st[0], 3); /* SERVICE_UNKNOWN */
+  f->lease = -1;              /* the lease is lost */
+  sf__proto_h2.tick(f->pc);
+  exchange(f, 0);
+  f->lease = 5; /* and back */
+  sf__proto_h2.tick(f->pc);
+  sf__proto_h2.tick(f->pc); /* no change: nothing more */
+  exchange(f, 0);
+  assert_int_equal(watch_statuses(ans_of(f, all), st, 8), 3);
+  assert_int_equal(st[1], 2); /* NOT_SERVING */
+  assert_int_equal(st[2], 1);
+  assert_int_equal(watch_statuses(ans_of(f, other), st, 8), 1);
+  assert_false(ans_of(f, all)->closed);
+  sf__proto_h2.goaway(f->pc);
+  exchange(f, 0);
+  assert_int_equal(watch_statuses(ans_of(f, all), st, 8), 4);
+  assert_int_equal(st[3], 2);
+  assert_int_equal(ans_of(f, all)->grpc_status, 14); /* UNAVAILABLE */
+  assert_int_equal(ans_of(f, other)->grpc_status, 14);
+  assert_true(ans_of(f, all)->closed && ans_of(f, other)->closed);
+  assert_int_equal(sf__proto_h2.tick(f->pc), 0);
+  fx_free(f);
+}
+
 /* A client that asks for 100 large answers and reads nothing: the server
  * queues at most about SF_H2_OUT_PAUSE bytes and answers the rest once the
  * client reads. */
@@ -608,6 +674,7 @@ int main(void) {
       cmocka_unit_test(test_grpc_no_lease),
       cmocka_unit_test(test_answered_at_end_of_headers),
       cmocka_unit_test(test_header_limits),
+      cmocka_unit_test(test_health_watch),
       cmocka_unit_test(test_output_bounded_then_all_answered),
       cmocka_unit_test(test_garbage_after_preface_is_goaway),
   };
