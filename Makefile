@@ -357,7 +357,8 @@ bench-resp: $(SERVER)
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_resp.sh
 # HTTP/2: gRPC Next (count 1) against a grpc-go service (bench/grpc-go, built
 # with the Go toolchain from the module proxy), /id over h2c against nginx's
-# http2 constant, idle RSS; h2load, alternating rounds.
+# http2 constant, idle RSS; h2load, alternating rounds. BASELINE=path/to/an
+# older snowflaked: gRPC Next of this build against that one instead.
 bench-h2: $(SERVER)
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_h2.sh
 

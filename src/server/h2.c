@@ -250,14 +250,52 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
 
 /* on_sent ends a stream whose answer went out before its request ended
  * (an early answer): RST_STREAM NO_ERROR tells the client to stop
- * sending (RFC 9113 section 8.1) and frees the stream now. */
+ * sending (RFC 9113 section 8.1) and frees the stream now. A reset stream
+ * goes in the ledger: what the client still sends on it is ignored. */
 static int on_sent(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
-  (void)ud;
-  if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
-      (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
-      !nghttp2_session_get_stream_remote_close(s, f->hd.stream_id))
+  h2c *c = ud;
+  if (f->hd.type == NGHTTP2_RST_STREAM)
+    sf__h2_ledger_reset(&c->ledger, f->hd.stream_id);
+  else if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+           (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+           !nghttp2_session_get_stream_remote_close(s, f->hd.stream_id))
     nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
                               NGHTTP2_NO_ERROR);
+  return 0;
+}
+
+/* on_invalid: nghttp2 refuses a frame; a stream error resets the stream
+ * (often one it never opened: beyond MAX_CONCURRENT_STREAMS). */
+static int on_invalid(nghttp2_session *s, const nghttp2_frame *f, int err,
+                      void *ud) {
+  (void)s;
+  (void)err;
+  sf__h2_ledger_reset(&((h2c *)ud)->ledger, f->hd.stream_id);
+  return 0;
+}
+
+/* on_begin looks at each HEADERS frame before nghttp2 takes it: one on a
+ * new client stream goes in the ledger; one on a client stream nghttp2 no
+ * longer holds is a connection error unless the server reset that stream
+ * (h2_ledger.c). DATA on a closed stream nghttp2 answers itself: it keeps
+ * the last closed streams (it ignores such DATA without a callback). */
+static int on_begin(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud) {
+  h2c *c = ud;
+  sf_h2_verdict v;
+  if (hd->type != NGHTTP2_HEADERS)
+    return 0;
+  if (hd->stream_id > c->ledger.hi) {
+    sf__h2_ledger_open(&c->ledger, hd->stream_id);
+    return 0;
+  }
+  if (nghttp2_session_find_stream(s, hd->stream_id))
+    return 0; /* trailers */
+  v = sf__h2_ledger_verdict(&c->ledger, hd->stream_id);
+  if (v != SF_H2_IGNORE)
+    nghttp2_session_terminate_session(
+        s, v == SF_H2_NEVER_OPENED
+               ? NGHTTP2_PROTOCOL_ERROR  /* a lower id reused (5.1.1) */
+               : NGHTTP2_STREAM_CLOSED); /* after END_STREAM or reset */
   return 0;
 }
 
@@ -279,6 +317,9 @@ static void setup(void) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_close);
   nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_sent);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks,
+                                                               on_invalid);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, on_begin);
   /* nghttp2's defaults, written out: a peer resetting more than 1000
    * streams in a burst, beyond 33 a second, is sent GOAWAY (rapid reset,
    * CVE-2023-44487); at most 8 CONTINUATION frames per header block; at
@@ -287,16 +328,19 @@ static void setup(void) {
   nghttp2_option_set_max_continuations(options, 8);
   nghttp2_option_set_max_outbound_ack(options, 1000);
   nghttp2_option_set_max_settings(options, 32);
-  nghttp2_option_set_no_closed_streams(options, 1);
+  /* nghttp2 keeps the last closed streams (at most SF_H2_MAX_STREAMS, with
+   * the open ones; about 18 kB a busy connection) to answer frames on them
+   * as RFC 9113 section 5.1 says: STREAM_CLOSED after the client ended a
+   * stream, ignored after the server reset it. For that it needs the RFC
+   * 7540 priority tree, so SETTINGS_NO_RFC7540_PRIORITIES is not sent;
+   * both cost about 1% CPU a gRPC call (bench_h2.sh BASELINE=). It also
+   * checks PRIORITY frames then (stream 0, a stream depending on itself). */
 }
 
 static void *h2_conn_new(sf_worker *w) {
   static const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SF_H2_MAX_STREAMS},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, SF_H2_HEADER_MAX},
-      /* RFC 9218: no RFC 7540 priority tree, so nghttp2 keeps no closed
-       * streams and schedules answers by simple urgency queues. */
-      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
   };
   h2c *c;
   pthread_once(&setup_once, setup);
@@ -311,6 +355,7 @@ static void *h2_conn_new(sf_worker *w) {
   c->pending = 0;
   c->deferred = 0;
   c->calls = 0;
+  memset(&c->ledger, 0, sizeof c->ledger);
   c->ctrl_tokens = SF_H2_CTRL_BURST;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &c->ctrl_at);
   c->out = c->out_inline;

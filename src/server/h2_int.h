@@ -48,6 +48,31 @@ typedef struct stream {
   char answer_inline[ANSWER_INLINE];
 } stream;
 
+/* The client's last SF_H2_LEDGER stream ids (h2_ledger.c). */
+#define SF_H2_LEDGER 256
+typedef struct sf_h2_ledger {
+  int32_t hi; /* the highest client stream id a HEADERS frame used */
+  uint64_t opened[SF_H2_LEDGER / 64], reset[SF_H2_LEDGER / 64];
+} sf_h2_ledger;
+
+/* What a DATA or HEADERS frame on a client stream nghttp2 does not hold
+ * deserves. */
+typedef enum sf_h2_verdict {
+  SF_H2_IGNORE,       /* the server reset it (frames were in flight), an id
+                         too old to know, or not closed: nghttp2 decides */
+  SF_H2_CLOSED,       /* opened, then closed: STREAM_CLOSED */
+  SF_H2_NEVER_OPENED, /* skipped by a higher id: closed, never opened */
+} sf_h2_verdict;
+
+/* sf__h2_ledger_open records a HEADERS frame on id (a new stream when id
+ * is above every earlier one). */
+void sf__h2_ledger_open(sf_h2_ledger *l, int32_t id);
+/* sf__h2_ledger_reset records that the server reset id. */
+void sf__h2_ledger_reset(sf_h2_ledger *l, int32_t id);
+/* sf__h2_ledger_verdict judges a frame on client stream id, which nghttp2
+ * no longer holds. */
+sf_h2_verdict sf__h2_ledger_verdict(const sf_h2_ledger *l, int32_t id);
+
 typedef struct h2c {
   nghttp2_session *s;
   sf_worker *w;
@@ -56,6 +81,7 @@ typedef struct h2c {
   size_t pending;    /* answer bytes not yet framed */
   unsigned deferred; /* requests done but not answered: pending was high */
   unsigned calls;    /* streaming calls open */
+  sf_h2_ledger ledger;
   double ctrl_tokens;
   struct timespec ctrl_at;
   char *out; /* out_inline, or the heap until sent */

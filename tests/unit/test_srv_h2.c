@@ -13,6 +13,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "h2.h"
+#include "h2_int.h"
 #include "snowflake/v1/snowflake.pb-c.h"
 
 #define MAX_STREAMS 256
@@ -617,6 +618,41 @@ static void test_health_watch(void **state) {
   fx_free(f);
 }
 
+/* The ledger of client stream ids (h2_ledger.c): closed, never opened,
+ * reset by the server, too old to know. */
+static void test_ledger(void **state) {
+  sf_h2_ledger l;
+  (void)state;
+  memset(&l, 0, sizeof l);
+  sf__h2_ledger_open(&l, 1);
+  sf__h2_ledger_open(&l, 3);
+  sf__h2_ledger_open(&l, 7); /* 5 skipped */
+  sf__h2_ledger_open(&l, 4); /* even: not the client's */
+  assert_int_equal(l.hi, 7);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 3), SF_H2_CLOSED);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 5), SF_H2_NEVER_OPENED);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 9), SF_H2_IGNORE); /* idle */
+  assert_int_equal(sf__h2_ledger_verdict(&l, 2), SF_H2_IGNORE);
+  sf__h2_ledger_reset(&l, 3);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 3), SF_H2_IGNORE);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 1), SF_H2_CLOSED);
+  /* 2 * SF_H2_LEDGER ids on: 1 and 3 are too old to know; 3's slot now
+   * holds 3 + 2 * SF_H2_LEDGER, skipped (never opened), its reset bit
+   * gone */
+  sf__h2_ledger_open(&l, 1 + 2 * SF_H2_LEDGER);
+  sf__h2_ledger_open(&l, 5 + 2 * SF_H2_LEDGER);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 1), SF_H2_IGNORE);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 3), SF_H2_IGNORE);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 3 + 2 * SF_H2_LEDGER),
+                   SF_H2_NEVER_OPENED);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 1 + 2 * SF_H2_LEDGER),
+                   SF_H2_CLOSED);
+  /* a jump past the window forgets everything but the new id */
+  sf__h2_ledger_open(&l, 99999);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 99997), SF_H2_NEVER_OPENED);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 99999), SF_H2_CLOSED);
+}
+
 /* A client that asks for 100 large answers and reads nothing: the server
  * queues at most about SF_H2_OUT_PAUSE bytes and answers the rest once the
  * client reads. */
@@ -675,6 +711,7 @@ int main(void) {
       cmocka_unit_test(test_answered_at_end_of_headers),
       cmocka_unit_test(test_header_limits),
       cmocka_unit_test(test_health_watch),
+      cmocka_unit_test(test_ledger),
       cmocka_unit_test(test_output_bounded_then_all_answered),
       cmocka_unit_test(test_garbage_after_preface_is_goaway),
   };
