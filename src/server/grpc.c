@@ -209,6 +209,10 @@ static const sf_grpc_method methods[] = {
     M("snowflake.v1.Snowflake", "Decode", m_decode, NULL),
     M("grpc.health.v1.Health", "Check", m_health, NULL),
     M("grpc.health.v1.Health", "Watch", NULL, &sf__grpc_health_watch),
+    M("grpc.reflection.v1.ServerReflection", "ServerReflectionInfo", NULL,
+      &sf__grpc_reflection),
+    M("grpc.reflection.v1alpha.ServerReflection", "ServerReflectionInfo", NULL,
+      &sf__grpc_reflection),
 };
 #define NMETHODS (sizeof methods / sizeof methods[0])
 

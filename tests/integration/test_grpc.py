@@ -343,8 +343,9 @@ def h2_open(port, path, content_type="application/grpc", extra=()):
 @pytest.mark.parametrize("path,ctype,extra,status,grpc_status,word", [
     ("/snowflake.v1.Snowflake/Nope", "application/grpc", (), "200", "12",
      "unknown method Nope for service snowflake.v1.Snowflake"),
-    ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-     "application/grpc", (), "200", "12", "unknown service"),
+    ("/grpc.reflection.v9.ServerReflection/ServerReflectionInfo",
+     "application/grpc", (), "200", "12",
+     "unknown service grpc.reflection.v9.ServerReflection"),
     ("/snowflake.v1.Snowflake/Next", "application/grpc+json", (), "200",
      "12", "protobuf"),
     ("/snowflake.v1.Snowflake/Next", "application/grpc",

@@ -12,8 +12,10 @@
 #include <nghttp2/nghttp2.h>
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1/reflection.pb-c.h"
 #include "h2.h"
 #include "h2_int.h"
+#include "snowflake/internal/descriptor.pb-c.h"
 #include "snowflake/v1/snowflake.pb-c.h"
 
 #define MAX_STREAMS 256
@@ -618,6 +620,121 @@ static void test_health_watch(void **state) {
   fx_free(f);
 }
 
+/* reflect_call sends requests (each framed) on one reflection stream,
+ * then half-closes: the stream id. */
+static int32_t reflect_call(fixture *f, const char *path,
+                            Grpc__Reflection__V1__ServerReflectionRequest **q,
+                            size_t nq, body_src *b) {
+  static uint8_t buf[1024];
+  nghttp2_nv nv[] = {NV(":method", "POST"), NV(":scheme", "http"),
+                     NV(":path", path), NV(":authority", "t"),
+                     NV("content-type", "application/grpc")};
+  nghttp2_data_provider prd = {.source.ptr = b, .read_callback = body_read};
+  size_t off = 0;
+  int32_t id;
+  for (size_t i = 0; i < nq; i++) {
+    size_t n = protobuf_c_message_pack(&q[i]->base, buf + off + 5);
+    buf[off] = buf[off + 1] = buf[off + 2] = 0;
+    buf[off + 3] = (uint8_t)(n >> 8);
+    buf[off + 4] = (uint8_t)n;
+    off += 5 + n;
+  }
+  b->p = buf;
+  b->len = off;
+  b->off = 0;
+  id = nghttp2_submit_request(f->cli, NULL, nv, 5, &prd, NULL);
+  assert_true(id > 0);
+  return id;
+}
+
+/* reflect_reply unpacks the i-th response message of a stream's body. */
+static Grpc__Reflection__V1__ServerReflectionResponse *
+reflect_reply(const answer *a, size_t i) {
+  size_t off = 0, len = 0;
+  for (size_t k = 0; k <= i; k++) {
+    off += k ? 5 + len : 0;
+    assert_true(off + 5 <= a->body_len);
+    len = (size_t)a->body[off + 1] << 24 | (size_t)a->body[off + 2] << 16 |
+          (size_t)a->body[off + 3] << 8 | a->body[off + 4];
+    assert_true(off + 5 + len <= a->body_len);
+  }
+  return grpc__reflection__v1__server_reflection_response__unpack(
+      NULL, len, a->body + off + 5);
+}
+
+/* Server reflection, v1 and v1alpha: services, the file defining a symbol,
+ * a file by name, NOT_FOUND in the stream for an unknown symbol; one
+ * response per request, in order; OK when the client half-closes. */
+static void test_reflection(void **state) {
+  static const char *const paths[] = {
+      "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+      "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"};
+  (void)state;
+  for (size_t p = 0; p < 2; p++) {
+    fixture *f = fx_new();
+    Grpc__Reflection__V1__ServerReflectionRequest r[4], *q[4];
+    Grpc__Reflection__V1__ServerReflectionResponse *a;
+    Snowflake__Internal__File *file;
+    body_src b;
+    int32_t id;
+    for (int i = 0; i < 4; i++) {
+      r[i] = (Grpc__Reflection__V1__ServerReflectionRequest)
+          GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+      q[i] = &r[i];
+    }
+    r[0].message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
+    r[0].list_services = "*";
+    r[1].message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL;
+    r[1].file_containing_symbol = "snowflake.v1.Snowflake.Next";
+    r[2].message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL;
+    r[2].file_containing_symbol = "nope.Symbol";
+    r[3].message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME;
+    r[3].file_by_filename = "grpc/health/v1/health.proto";
+    r[3].host = "h";
+    id = reflect_call(f, paths[p], q, 4, &b);
+    exchange(f, 3);
+    assert_int_equal(ans_of(f, id)->status, 200);
+    assert_int_equal(ans_of(f, id)->grpc_status, 0);
+    assert_true(ans_of(f, id)->closed);
+    a = reflect_reply(ans_of(f, id), 0);
+    assert_non_null(a);
+    assert_int_equal(a->list_services_response->n_service, 4);
+    assert_string_equal(a->list_services_response->service[0]->name,
+                        "snowflake.v1.Snowflake");
+    assert_string_equal(a->list_services_response->service[3]->name,
+                        "grpc.reflection.v1alpha.ServerReflection");
+    grpc__reflection__v1__server_reflection_response__free_unpacked(a, NULL);
+    a = reflect_reply(ans_of(f, id), 1);
+    assert_int_equal(a->file_descriptor_response->n_file_descriptor_proto, 1);
+    file = snowflake__internal__file__unpack(
+        NULL, a->file_descriptor_response->file_descriptor_proto[0].len,
+        a->file_descriptor_response->file_descriptor_proto[0].data);
+    assert_string_equal(file->name, "snowflake/v1/snowflake.proto");
+    assert_int_equal(file->n_service, 1);
+    snowflake__internal__file__free_unpacked(file, NULL);
+    assert_string_equal(a->original_request->file_containing_symbol,
+                        "snowflake.v1.Snowflake.Next");
+    grpc__reflection__v1__server_reflection_response__free_unpacked(a, NULL);
+    a = reflect_reply(ans_of(f, id), 2);
+    assert_int_equal(a->error_response->error_code, 5); /* NOT_FOUND */
+    assert_non_null(strstr(a->error_response->error_message, "nope.Symbol"));
+    grpc__reflection__v1__server_reflection_response__free_unpacked(a, NULL);
+    a = reflect_reply(ans_of(f, id), 3);
+    assert_string_equal(a->valid_host, "h");
+    file = snowflake__internal__file__unpack(
+        NULL, a->file_descriptor_response->file_descriptor_proto[0].len,
+        a->file_descriptor_response->file_descriptor_proto[0].data);
+    assert_string_equal(file->name, "grpc/health/v1/health.proto");
+    snowflake__internal__file__free_unpacked(file, NULL);
+    grpc__reflection__v1__server_reflection_response__free_unpacked(a, NULL);
+    fx_free(f);
+  }
+}
+
 /* The ledger of client stream ids (h2_ledger.c): closed, never opened,
  * reset by the server, too old to know. */
 static void test_ledger(void **state) {
@@ -712,6 +829,7 @@ int main(void) {
       cmocka_unit_test(test_header_limits),
       cmocka_unit_test(test_health_watch),
       cmocka_unit_test(test_ledger),
+      cmocka_unit_test(test_reflection),
       cmocka_unit_test(test_output_bounded_then_all_answered),
       cmocka_unit_test(test_garbage_after_preface_is_goaway),
   };
