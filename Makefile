@@ -5,6 +5,8 @@
 #   make test         unit tests (cmocka) and integration tests (pytest)
 #   make SANITIZE=1 test    the same under ASan + UBSan, in build-san/
 #   make test-ops     the systemd unit, man pages, alert rules and dashboard
+#   make test-conformance   h2spec, grpcurl, grpc-health-probe (go install,
+#                     pinned; skipped without Go), memcstat, against snowflaked
 #   make SANITIZE=thread test-tsan   threaded generator tests under TSan
 #   make lint | format | install | uninstall | clean | bench | fuzz | e2e
 #   make deps         install every package the goals above need (as root)
@@ -66,7 +68,7 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 # the rest only check. Never while make reads this file: the install is the
 # first step of a make that does nothing else (DEPS_FRONT), and the build
 # happens in the fresh make it starts (SF_DEPS_READY=1).
-DEPS_INSTALL := run test test-unit test-integration test-ops test-tsan bench \
+DEPS_INSTALL := run test test-unit test-integration test-ops test-conformance test-tsan bench \
                 bench-gen bench-http bench-resp bench-h2 bench-views soak fuzz \
                 fuzz-ci
 DEPS_NONE := clean uninstall deps e2e
@@ -74,6 +76,7 @@ DEPS_test := build test ops
 DEPS_test-unit := build test
 DEPS_test-integration := build test
 DEPS_test-ops := build test ops
+DEPS_test-conformance := build test
 DEPS_test-tsan := build test
 DEPS_lint := lint
 DEPS_format := lint
@@ -199,7 +202,7 @@ SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) $(H2_CFLAGS) \
                 -Isrc/server -I$(GEN)
 SERVER_LIBS = $(UV_LIBS) $(H2_LIBS) $(ETCD_LIBS) -lpthread
 
-.PHONY: bench-gen bench-http bench-views bench-resp bench-h2 all run test test-unit test-integration test-ops test-tsan lint format \
+.PHONY: bench-gen bench-http bench-views bench-resp bench-h2 all run test test-unit test-integration test-ops test-conformance test-tsan lint format \
         install uninstall clean bench fuzz fuzz-ci fuzz-build soak e2e deps
 
 all: $(LIB_A) $(LIB_SO) $(CLI) $(SERVER) $(BUILD)/snowflake.pc
@@ -423,6 +426,40 @@ test-integration: all
 test-ops: all
 	SNOWFLAKED=$(abspath $(SERVER)) SNOWFLAKE=$(abspath $(CLI)) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/ops
+
+# The tools people reach for first, against the real binary: h2spec (every
+# case, and --strict), grpcurl (list, describe, calls, no .proto),
+# grpc-health-probe (and a health Watch across a lease lost and back),
+# memcstat and memcslap. The Go tools are go-installed at pinned versions
+# into GO_TOOLS (once per version); with no Go toolchain (GO=) they are
+# skipped with a message and the rest runs.
+GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go))
+GO_TOOLS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/snowflake-id/go-tools
+GO_TOOL_PINS := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible \
+  github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3 \
+  github.com/grpc-ecosystem/grpc-health-probe@v0.4.62
+CONFORMANCE_TESTS := tests/integration/test_conformance.py \
+  tests/integration/test_grpc_reflect.py tests/integration/test_grpc_health.py \
+  tests/integration/test_resp_memcache.py
+test-conformance: all
+	@set -e; if [ -z "$(GO)" ]; then \
+	  echo "test-conformance: no Go toolchain (GO=): h2spec, grpcurl and" \
+	    "grpc-health-probe are SKIPPED; memcstat and the rest run"; \
+	else \
+	  mkdir -p "$(GO_TOOLS)"; \
+	  for pin in $(GO_TOOL_PINS); do \
+	    name=$${pin%@*}; name=$${name##*/}; \
+	    if [ "$$(cat "$(GO_TOOLS)/$$name.pin" 2>/dev/null)" != "$$pin" ] || \
+	       [ ! -x "$(GO_TOOLS)/$$name" ]; then \
+	      echo "go install $$pin"; \
+	      GOBIN="$(GO_TOOLS)" "$(GO)" install "$$pin"; \
+	      echo "$$pin" > "$(GO_TOOLS)/$$name.pin"; \
+	    fi; \
+	  done; \
+	fi
+	SNOWFLAKED=$(abspath $(SERVER)) SNOWFLAKE=$(abspath $(CLI)) \
+	  $(if $(GO),SF_GO_TOOLS="$(GO_TOOLS)") \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider -rs $(CONFORMANCE_TESTS)
 
 # The threaded generator tests under ThreadSanitizer. gcc 12's TSan cannot
 # map its shadow when the kernel randomizes mmap with more than 28 bits

@@ -4,14 +4,13 @@ test_etcd.py, stopped with SIGSTOP), and grpc-health-probe (the probe
 Kubernetes users reach for; Go, from the module proxy: `make
 test-conformance` installs it, its directory in SF_GO_TOOLS) on the same.
 """
-import os
-import shutil
 import signal
 import subprocess
 import threading
 
 import pytest
 
+from conftest import go_tool
 from test_etcd import DEADLINE, wait_for
 from test_etcd import etcd, fleet, tmp  # noqa: F401 (fixtures)
 from test_grpc import Client, pb  # noqa: F401 (fixture)
@@ -19,12 +18,6 @@ from test_grpc import Client, pb  # noqa: F401 (fixture)
 grpc = pytest.importorskip("grpc", reason="python3-grpcio not installed")
 
 SERVING, NOT_SERVING, SERVICE_UNKNOWN = 1, 2, 3
-
-
-def go_tool(name):
-    d = os.environ.get("SF_GO_TOOLS")
-    path = os.path.join(d, name) if d else shutil.which(name)
-    return path if path and os.access(path, os.X_OK) else None
 
 
 class Watch:

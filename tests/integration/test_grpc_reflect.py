@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, go_tool
 
 grpc = pytest.importorskip("grpc", reason="python3-grpcio not installed")
 pytest.importorskip("google.protobuf", reason="python3-protobuf not installed")
@@ -22,12 +22,6 @@ from google.protobuf import message_factory  # noqa: E402
 SERVICES = ["snowflake.v1.Snowflake", "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "grpc.reflection.v1alpha.ServerReflection"]
-
-
-def go_tool(name):
-    d = os.environ.get("SF_GO_TOOLS")
-    path = os.path.join(d, name) if d else shutil.which(name)
-    return path if path and os.access(path, os.X_OK) else None
 
 
 GRPCURL = go_tool("grpcurl")
