@@ -173,6 +173,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud) {
   if (st) {
     nghttp2_session_set_stream_user_data(s, id, NULL);
     c->calls -= st->call != NULL;
+    c->early -= (unsigned)st->early;
     if (st->answered)
       c->pending -= st->data_len - st->data_off;
     else if (st->ready)
@@ -256,7 +257,8 @@ static int on_sent(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
   h2c *c = ud;
   if (f->hd.type == NGHTTP2_RST_STREAM)
     sf__h2_ledger_reset(&c->ledger, f->hd.stream_id);
-  else if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+  else if (c->early && /* else no stream lookup */
+           (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
            (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
            !nghttp2_session_get_stream_remote_close(s, f->hd.stream_id))
     nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
@@ -354,7 +356,7 @@ static void *h2_conn_new(sf_worker *w) {
   c->streams = NULL;
   c->pending = 0;
   c->deferred = 0;
-  c->calls = 0;
+  c->calls = c->early = 0;
   memset(&c->ledger, 0, sizeof c->ledger);
   c->ctrl_tokens = SF_H2_CTRL_BURST;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &c->ctrl_at);

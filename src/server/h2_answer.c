@@ -274,6 +274,8 @@ static void answer_http(h2c *c, stream *st) {
 
 void sf__h2_answer(h2c *c, stream *st) {
   st->answered = 1;
+  st->early = !st->done; /* answered before its request ended */
+  c->early += (unsigned)st->early;
   if (st->grpc)
     answer_grpc(c, st);
   else

@@ -32,6 +32,7 @@ typedef struct stream {
   int done;      /* the request ended (END_STREAM) */
   int ready;     /* its answer is known (done, or early_answer()) */
   int answered;  /* its answer is submitted */
+  int early;     /* ... before the request ended (h2c.early counts them) */
   const sf_grpc_method *gm; /* the gRPC method :path names, or NULL */
   size_t header_bytes;
   char *path; /* path_inline or the heap */
@@ -81,6 +82,7 @@ typedef struct h2c {
   size_t pending;    /* answer bytes not yet framed */
   unsigned deferred; /* requests done but not answered: pending was high */
   unsigned calls;    /* streaming calls open */
+  unsigned early;    /* streams answered before their request ended */
   sf_h2_ledger ledger;
   double ctrl_tokens;
   struct timespec ctrl_at;
