@@ -79,7 +79,7 @@ DEPS_test-integration := build test
 DEPS_test-ops := build test ops
 DEPS_test-conformance := build test
 DEPS_test-tsan := build test
-DEPS_lint := lint
+DEPS_lint := build lint
 DEPS_format := lint
 DEPS_bench := build bench
 DEPS_bench-http := build bench
@@ -510,7 +510,7 @@ test-tsan:
 	  $(TSAN_RUN) setarch "$$(uname -m)" -R ./build-tsan/tests/test_threads; rc=$$?; \
 	fi; exit $$rc
 
-lint:
+lint: $(SERVER)
 	clang-format --dry-run -Werror $(LIB_SRC) $(CLI_SRC) $(ALL_SERVER_SRC) \
 	  $(wildcard tests/unit/test_*.c) $(wildcard tests/fuzz/*.c bench/*.c) include/snowflake.h \
 	  $(wildcard src/*/*.h src/server/*/*.h tests/unit/*.h tests/fuzz/*.h)
@@ -518,6 +518,7 @@ lint:
 	  --inline-suppr --suppress=missingIncludeSystem -Iinclude $(SERVER_INC) \
 	  -D__GNUC__ -DSF_WITH_ETCD=1 src tests/unit
 	sh scripts/sizes.sh $(wildcard src/*/*.c src/server/*/*.c)
+	sh scripts/layers.sh $(SERVER_OBJ)
 
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(ALL_SERVER_SRC) $(wildcard tests/unit/test_*.c) \
