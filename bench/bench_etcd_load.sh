@@ -14,24 +14,10 @@
 set -eu
 
 DURATION=${DURATION:-30}
-SNOWFLAKED=${SNOWFLAKED:-build/snowflaked}
-PY=${PYTHON:-/usr/bin/python3}
+BENCH=bench_etcd_load
+. "$(dirname "$0")/preamble.sh"
 ETCD=$(command -v etcd || echo /usr/bin/etcd)
 [ -x "$ETCD" ] || { echo "bench_etcd_load.sh: no etcd (sh scripts/deps.sh etcd)" >&2; exit 1; }
-[ -x "$SNOWFLAKED" ] || { echo "bench_etcd_load.sh: build $SNOWFLAKED first" >&2; exit 1; }
-
-DIR=$(mktemp -d /tmp/bench_etcd_load.XXXXXX)
-PIDS=""
-cleanup() {
-  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # counters URL -> "method count" lines of grpc_server_msg_received_total
 counters() {

@@ -25,35 +25,11 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 STREAMS=${STREAMS:-1}
-SNOWFLAKED=${SNOWFLAKED:-build/snowflaked}
-PY=${PYTHON:-/usr/bin/python3}
-NCPU=$(nproc)
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-$((NCPU > 1 ? 1 : 0))}
-HERE=$(cd "$(dirname "$0")" && pwd)
-
 NEED="h2load taskset"
-[ -n "${BASELINE:-}" ] || NEED="$NEED nginx go"
-for t in $NEED; do
-  command -v $t >/dev/null 2>&1 || [ -x /usr/sbin/$t ] || {
-    echo "bench_h2.sh: $t not found (sh scripts/deps.sh bench; Go for grpc-go)" >&2
-    exit 1; }
-done
+[ -n "${BASELINE:-}" ] || NEED="$NEED nginx go" # Go builds the grpc-go peer
+BENCH=bench_h2
+. "$(dirname "$0")/preamble.sh"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$SNOWFLAKED" ] || { echo "bench_h2.sh: build $SNOWFLAKED first" >&2; exit 1; }
-
-DIR=$(mktemp -d /tmp/bench_h2.XXXXXX)
-PIDS=""
-cleanup() {
-  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 wait_port() { # wait_port PORT
   $PY - "$1" <<'PYEOF'

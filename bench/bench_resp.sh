@@ -18,30 +18,8 @@ ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-64}
 N_PIPE=${N_PIPE:-4000000}
 N_PLAIN=${N_PLAIN:-400000}
-SNOWFLAKED=${SNOWFLAKED:-build/snowflaked}
-PY=${PYTHON:-/usr/bin/python3}
-NCPU=$(nproc)
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-$((NCPU > 1 ? 1 : 0))}
-
-for t in redis-benchmark redis-server redis-cli taskset; do
-  command -v $t >/dev/null 2>&1 || {
-    echo "bench_resp.sh: $t not found (sh scripts/deps.sh bench)" >&2; exit 1; }
-done
-[ -x "$SNOWFLAKED" ] || { echo "bench_resp.sh: build $SNOWFLAKED first" >&2; exit 1; }
-
-DIR=$(mktemp -d /tmp/bench_resp.XXXXXX)
-PIDS=""
-cleanup() {
-  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+BENCH=bench_resp NEED="redis-benchmark redis-server redis-cli taskset"
+. "$(dirname "$0")/preamble.sh"
 
 wait_ping() { # wait_ping PORT
   i=0

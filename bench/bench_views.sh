@@ -19,32 +19,14 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-8}
 FORMATS=${FORMATS:-"number base32 hex base62 uuid string"}
-SNOWFLAKED=${SNOWFLAKED:-build/snowflaked}
-PY=${PYTHON:-/usr/bin/python3}
-NCPU=$(nproc)
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-$((NCPU > 1 ? 1 : 0))}
+BENCH=bench_views NEED="wrk taskset"
+. "$(dirname "$0")/preamble.sh"
 TCK=$(getconf CLK_TCK)
 
-for t in wrk taskset; do
-  command -v $t >/dev/null 2>&1 || {
-    echo "bench_views.sh: $t not found (sh scripts/deps.sh bench)" >&2; exit 1; }
-done
-[ -x "$SNOWFLAKED" ] || { echo "bench_views.sh: build $SNOWFLAKED first" >&2; exit 1; }
-
-DIR=$(mktemp -d /tmp/bench_views.XXXXXX)
-SF_PID=""
-cleanup() {
-  [ -n "$SF_PID" ] && kill "$SF_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
-
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 MACHINE_ID=1 PORT=$PORT BIND=127.0.0.1 THREADS=1 MAX_BATCH=10000 \
   taskset -c "$SERVER_CPU" "$SNOWFLAKED" 2>"$DIR/sf.log" &
-SF_PID=$!
+SF_PID=$!; PIDS="$SF_PID"
 $PY - "$PORT" <<'PYEOF'
 import sys, time, urllib.request
 for _ in range(500):

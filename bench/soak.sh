@@ -14,25 +14,13 @@ CONNS=${CONNS:-256}
 SAMPLE=${SAMPLE:-5}
 WRK_THREADS=${WRK_THREADS:-2}
 THREADS=${THREADS:-$(nproc)}
-SNOWFLAKED=${SNOWFLAKED:-build/snowflaked}
-PY=${PYTHON:-/usr/bin/python3}
-
-command -v wrk >/dev/null 2>&1 || {
-  echo "soak.sh: wrk not found (sh scripts/deps.sh bench)" >&2; exit 1; }
-[ -x "$SNOWFLAKED" ] || { echo "soak.sh: build $SNOWFLAKED first" >&2; exit 1; }
-
-DIR=$(mktemp -d /tmp/soak.XXXXXX)
+BENCH=soak NEED="wrk"
+. "$(dirname "$0")/preamble.sh"
 SPID=""
-cleanup() {
-  [ -n "$SPID" ] && kill "$SPID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
 
 MACHINE_ID=1 PORT=0 BIND=127.0.0.1 THREADS=$THREADS \
   "$SNOWFLAKED" >"$DIR/server.log" 2>&1 &
-SPID=$!
+SPID=$!; PIDS="$SPID"
 PORT=""
 i=0
 while [ -z "$PORT" ] && [ $i -lt 500 ]; do
