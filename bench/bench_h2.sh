@@ -17,6 +17,8 @@
 #
 #   ROUNDS=3 DURATION=10 sh bench/bench_h2.sh     (make bench-h2)
 #   SNOWFLAKED=path  SERVER_CPU=0  CLIENT_CPU=1  STREAMS=1
+#   BASELINE=path/to/an/older/snowflaked: only gRPC Next, this build against
+#   that one, side by side (CPU per call before and after a change)
 set -eu
 
 ROUNDS=${ROUNDS:-3}
@@ -30,7 +32,9 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-$((NCPU > 1 ? 1 : 0))}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
-for t in h2load nginx taskset go; do
+NEED="h2load taskset"
+[ -n "${BASELINE:-}" ] || NEED="$NEED nginx go"
+for t in $NEED; do
   command -v $t >/dev/null 2>&1 || [ -x /usr/sbin/$t ] || {
     echo "bench_h2.sh: $t not found (sh scripts/deps.sh bench; Go for grpc-go)" >&2
     exit 1; }
@@ -112,11 +116,30 @@ rounds() {
     }' "$DIR/rounds"
 }
 
+printf '\000\000\000\000\002\010\001' > "$DIR/next.bin" # NextRequest{count: 1}
+NEXT=/snowflake.v1.Snowflake/Next
+
+# ------------------------------------------------ gRPC Next against BASELINE
+if [ -n "${BASELINE:-}" ]; then
+  start_sf() { # start_sf BINARY PORT -> pid in SF_STARTED
+    MACHINE_ID=1 PORT=$2 BIND=127.0.0.1 THREADS=1 \
+      taskset -c "$SERVER_CPU" "$1" 2>>"$DIR/sf.log" &
+    SF_STARTED=$!; PIDS="$PIDS $SF_STARTED"
+  }
+  A_PORT=$(free_port); start_sf "$SNOWFLAKED" "$A_PORT"; A_PID=$SF_STARTED
+  B_PORT=$(free_port); start_sf "$BASELINE" "$B_PORT"; B_PID=$SF_STARTED
+  wait_port "$A_PORT"; wait_port "$B_PORT"
+  echo "== gRPC $NEXT count=1: this build vs BASELINE ($BASELINE), THREADS=1 each"
+  echo "   h2load -t1 -c$CONNS -m$STREAMS ${DURATION}s x $ROUNDS rounds; servers on cpu $SERVER_CPU, h2load on cpu $CLIENT_CPU"
+  rounds this "$A_PID" "http://127.0.0.1:$A_PORT$NEXT" \
+    baseline "$B_PID" "http://127.0.0.1:$B_PORT$NEXT" \
+    -d "$DIR/next.bin" -H "content-type: application/grpc" -H "te: trailers"
+  exit 0
+fi
+
 # ------------------------------------------------------------- gRPC Next
 ( cd "$HERE/grpc-go" && go build -o "$DIR/grpc-go" . ) || {
   echo "bench_h2.sh: go build of bench/grpc-go failed" >&2; exit 1; }
-printf '\000\000\000\000\002\010\001' > "$DIR/next.bin" # NextRequest{count: 1}
-
 SF_PORT=$(free_port)
 MACHINE_ID=1 PORT=$SF_PORT BIND=127.0.0.1 THREADS=1 \
   taskset -c "$SERVER_CPU" "$SNOWFLAKED" 2>"$DIR/sf.log" &
@@ -127,7 +150,6 @@ GOMAXPROCS=1 taskset -c "$SERVER_CPU" "$DIR/grpc-go" -addr "127.0.0.1:$GO_PORT" 
 GO_PID=$!; PIDS="$PIDS $GO_PID"
 wait_port "$SF_PORT"; wait_port "$GO_PORT"
 
-NEXT=/snowflake.v1.Snowflake/Next
 echo "== gRPC $NEXT count=1: snowflaked THREADS=1 vs grpc-go (GOMAXPROCS=1)"
 echo "   h2load -t1 -c$CONNS -m$STREAMS ${DURATION}s x $ROUNDS rounds; servers on cpu $SERVER_CPU, h2load on cpu $CLIENT_CPU"
 rounds snowflaked "$SF_PID" "http://127.0.0.1:$SF_PORT$NEXT" \

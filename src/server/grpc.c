@@ -1,6 +1,7 @@
 /*
- * grpc.c - the unary gRPC methods: de-frame the request message, unpack it
- * with protobuf-c, mint or decode, pack the reply.
+ * grpc.c - the gRPC method table and the unary methods: de-frame the
+ * request message, unpack it with protobuf-c, mint or decode, pack the
+ * reply. Streaming methods are in grpc_stream.c and grpc_reflect.c.
  *
  * IDs come only from sf__mint() and their parts from sf_decode(): this file
  * knows nothing of leases or bit layouts.
@@ -13,23 +14,14 @@
 #include <string.h>
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc_int.h"
 #include "mint.h"
 #include "snowflake/v1/snowflake.pb-c.h"
 
-/* Request messages are unpacked into a bump arena on the stack: no malloc
- * per call, and nothing to free. SF_GRPC_MSG_MAX bounds what protobuf-c
- * asks for (the message struct, strings and unknown fields it copies). */
-#define ARENA (2 * SF_GRPC_MSG_MAX + 512)
-
-typedef struct arena {
-  size_t used;
-  _Alignas(16) unsigned char mem[ARENA];
-} arena;
-
 static void *arena_alloc(void *data, size_t size) {
-  arena *a = data;
+  sf_grpc_arena *a = data;
   size_t at = (a->used + 15) & ~(size_t)15;
-  if (size > ARENA || at > ARENA - size)
+  if (size > SF_GRPC_ARENA || at > SF_GRPC_ARENA - size)
     return NULL;
   a->used = at + size;
   return a->mem + at;
@@ -40,11 +32,18 @@ static void arena_free(void *data, void *p) {
   (void)p;
 }
 
+void sf__grpc_arena_init(sf_grpc_arena *a) {
+  a->used = 0;
+  a->alloc.alloc = arena_alloc;
+  a->alloc.free = arena_free;
+  a->alloc.allocator_data = a;
+}
+
 typedef struct call {
   sf_worker *w;
   const uint8_t *in; /* the request message, without its prefix */
   size_t in_len;
-  ProtobufCAllocator alloc;
+  ProtobufCAllocator *alloc;
   sf_grpc_reply *r;
 } call;
 
@@ -99,7 +98,7 @@ static sf_grpc_status mint_status(sf_mint_status s) {
   return s > SF_MINT_OK && s < SF_MINT_STATUS_COUNT ? map[s] : SF_GRPC_INTERNAL;
 }
 
-#define UNPACK(type, fn, c) ((type *)fn(&(c)->alloc, (c)->in_len, (c)->in))
+#define UNPACK(type, fn, c) ((type *)fn((c)->alloc, (c)->in_len, (c)->in))
 
 static void m_next(call *c) {
   sf_node *n = c->w->node;
@@ -158,43 +157,107 @@ static void m_decode(call *c) {
   reply(c->r, &out.base);
 }
 
+int sf__grpc_health(sf_worker *w, const char *service) {
+  sf_mint_error e;
+  /* "" is the server as a whole; the one service it has is the same. */
+  if (service[0] && strcmp(service, "snowflake.v1.Snowflake") != 0)
+    return -1;
+  return sf__mint_ready(w->node, &e) == 0
+             ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+             : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+}
+
 static void m_health(call *c) {
   Grpc__Health__V1__HealthCheckRequest *q =
       UNPACK(Grpc__Health__V1__HealthCheckRequest,
              grpc__health__v1__health_check_request__unpack, c);
   Grpc__Health__V1__HealthCheckResponse out =
       GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-  sf_mint_error e;
+  int st;
   if (!q) {
     fail(c->r, SF_GRPC_INVALID_ARGUMENT,
          "the request is not a grpc.health.v1.HealthCheckRequest");
     return;
   }
-  /* "" is the server as a whole; the one service it has is the same. */
-  if (q->service[0] && strcmp(q->service, "snowflake.v1.Snowflake") != 0) {
-    fail(c->r, SF_GRPC_NOT_FOUND, "unknown service (snowflake.v1.Snowflake)");
+  st = sf__grpc_health(c->w, q->service);
+  if (st < 0) {
+    fail(c->r, SF_GRPC_NOT_FOUND,
+         "unknown service %.100s (this server has snowflake.v1.Snowflake, "
+         "and \"\" for the server as a whole)",
+         q->service);
     return;
   }
-  out.status =
-      sf__mint_ready(c->w->node, &e) == 0
-          ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+  out.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)st;
   reply(c->r, &out.base);
 }
 
-typedef struct method {
+struct sf_grpc_method {
   const char *path;
   size_t len;
-  void (*fn)(call *c);
-} method;
-
-#define M(path, fn)                                                            \
-  { path, sizeof(path) - 1, fn }
-static const method methods[] = {
-    M("/snowflake.v1.Snowflake/Next", m_next),
-    M("/snowflake.v1.Snowflake/Decode", m_decode),
-    M("/grpc.health.v1.Health/Check", m_health),
+  size_t service_len;             /* of path: "/service/" */
+  void (*fn)(call *c);            /* a unary method, or */
+  const sf_grpc_streamer *stream; /* a streaming one */
 };
+
+#define M(service, name, fn, stream)                                           \
+  {                                                                            \
+    "/" service "/" name, sizeof("/" service "/" name) - 1,                    \
+        sizeof("/" service "/") - 1, fn, stream                                \
+  }
+static const sf_grpc_method methods[] = {
+    M("snowflake.v1.Snowflake", "Next", m_next, NULL),
+    M("snowflake.v1.Snowflake", "Decode", m_decode, NULL),
+    M("grpc.health.v1.Health", "Check", m_health, NULL),
+    M("grpc.health.v1.Health", "Watch", NULL, &sf__grpc_health_watch),
+    M("grpc.reflection.v1.ServerReflection", "ServerReflectionInfo", NULL,
+      &sf__grpc_reflection),
+    M("grpc.reflection.v1alpha.ServerReflection", "ServerReflectionInfo", NULL,
+      &sf__grpc_reflection),
+};
+#define NMETHODS (sizeof methods / sizeof methods[0])
+
+const sf_grpc_method *sf__grpc_find(const char *path, size_t path_len) {
+  for (size_t i = 0; i < NMETHODS; i++)
+    if (methods[i].len == path_len && !memcmp(methods[i].path, path, path_len))
+      return &methods[i];
+  return NULL;
+}
+
+void sf__grpc_unknown(const char *path, size_t path_len, sf_grpc_reply *r) {
+  const char *slash = path_len > 1 ? memrchr(path + 1, '/', path_len - 1) : 0;
+  size_t sl = slash ? (size_t)(slash - path) + 1 : 0; /* "/service/" */
+  int n = (int)(path_len > 100 ? 100 : path_len);
+  r->msg = NULL;
+  r->msg_len = 0;
+  for (size_t i = 0; sl && i < NMETHODS; i++)
+    if (methods[i].service_len == sl && !memcmp(methods[i].path, path, sl)) {
+      fail(r, SF_GRPC_UNIMPLEMENTED, "unknown method %.*s for service %.*s",
+           (int)(path_len - sl > 100 ? 100 : path_len - sl), path + sl,
+           (int)sl - 2, path + 1);
+      return;
+    }
+  if (sl)
+    fail(r, SF_GRPC_UNIMPLEMENTED, "unknown service %.*s",
+         (int)(sl - 2 > 100 ? 100 : sl - 2), path + 1);
+  else
+    fail(r, SF_GRPC_UNIMPLEMENTED, "unknown method %.*s", n, path);
+}
+
+int sf__grpc_content_type(const uint8_t *v, size_t len) {
+  static const char pre[] = "application/grpc";
+  const size_t n = sizeof pre - 1;
+  if (len < n || memcmp(v, pre, n) != 0)
+    return 0;
+  if (len == n || v[n] == ';')
+    return 1;
+  if (v[n] != '+')
+    return 0; /* application/grpc-web...: another protocol */
+  /* "+proto", alone or before parameters */
+  return len >= n + 6 && !memcmp(v + n + 1, "proto", 5) &&
+                 (len == n + 6 || v[n + 6] == ';')
+             ? 1
+             : -1;
+}
 
 /* deframe finds the one request message of a unary call: 0, or -1 after
  * failing r. */
@@ -229,30 +292,26 @@ static int deframe(call *c, const uint8_t *body, size_t len) {
   return 0;
 }
 
-void sf__grpc_call(sf_worker *w, const char *path, size_t path_len,
-                   const uint8_t *body, size_t body_len, sf_grpc_reply *r) {
-  arena a;
+const sf_grpc_streamer *sf__grpc_streamer(const sf_grpc_method *m) {
+  return m->stream;
+}
+
+int sf__grpc_streams(const sf_grpc_method *m) {
+  return m->stream != NULL;
+}
+
+void sf__grpc_call(sf_worker *w, const sf_grpc_method *m, const uint8_t *body,
+                   size_t body_len, sf_grpc_reply *r) {
+  sf_grpc_arena a;
   call c;
-  const method *m = NULL;
   r->status = SF_GRPC_OK;
   r->msg = NULL;
   r->msg_len = 0;
   r->text[0] = '\0';
-  sf__ctr_add(&w->stats->proto_requests[SF_PROTO_GRPC], 1);
-  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-    if (methods[i].len == path_len && !memcmp(methods[i].path, path, path_len))
-      m = &methods[i];
-  if (!m) {
-    fail(r, SF_GRPC_UNIMPLEMENTED, "unknown method %.*s",
-         (int)(path_len > 100 ? 100 : path_len), path);
-    return;
-  }
-  a.used = 0;
+  sf__grpc_arena_init(&a);
   c.w = w;
   c.r = r;
-  c.alloc.alloc = arena_alloc;
-  c.alloc.free = arena_free;
-  c.alloc.allocator_data = &a;
+  c.alloc = &a.alloc;
   if (deframe(&c, body, body_len) == 0)
     m->fn(&c);
 }

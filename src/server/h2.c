@@ -3,7 +3,7 @@
  *
  * feed() hands the bytes read to nghttp2_session_mem_recv(); its callbacks
  * collect each request (pseudo-headers, content type, body) in a stream and
- * answer it as soon as the request ends, with nghttp2_submit_response(). The
+ * answer it as soon as the request ends (h2_answer.c). The
  * frames nghttp2 then has to send are copied into the connection's output
  * buffer by pump() (nghttp2_session_mem_send()), which stops at
  * SF_H2_OUT_PAUSE bytes; feed() consumes nothing while that much waits, so
@@ -13,57 +13,13 @@
 #include "h2.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <nghttp2/nghttp2.h>
 
-#include "route.h"
-
-#define OUT_INLINE 2048   /* output kept inside the connection */
-#define PATH_INLINE 64    /* :path bytes kept inside the stream */
-#define BODY_INLINE 32    /* request body bytes kept inside the stream */
-#define ANSWER_INLINE 160 /* answer body bytes kept inside the stream */
-
-typedef struct stream {
-  struct stream *prev, *next; /* the connection's open streams */
-  int32_t id;
-  sf_method method;
-  int grpc;      /* content-type application/grpc... */
-  int post;      /* :method POST */
-  int has_body;  /* DATA bytes arrived */
-  int body_over; /* more than SF_H2_BODY_MAX of them */
-  int done;      /* the request ended (END_STREAM) */
-  int answered;  /* its answer is submitted */
-  size_t header_bytes;
-  char *path; /* path_inline or the heap */
-  size_t path_len;
-  uint8_t *body; /* body_inline or the heap (SF_H2_BODY_MAX) */
-  size_t body_len;
-  const uint8_t *data; /* the answer's DATA, sent by read_data() */
-  size_t data_len, data_off;
-  char *answer_heap; /* an HTTP answer body longer than answer_inline */
-  sf_grpc_reply g;
-  char path_inline[PATH_INLINE];
-  uint8_t body_inline[BODY_INLINE];
-  char answer_inline[ANSWER_INLINE];
-} stream;
-
-typedef struct h2c {
-  nghttp2_session *s;
-  sf_worker *w;
-  int dead;          /* a fatal nghttp2 error: close without more output */
-  stream *streams;   /* nghttp2_session_del() calls no on_close */
-  size_t pending;    /* answer bytes not yet framed */
-  unsigned deferred; /* requests done but not answered: pending was high */
-  double ctrl_tokens;
-  struct timespec ctrl_at;
-  char *out; /* out_inline, or the heap until sent */
-  size_t out_len, out_cap;
-  char out_inline[OUT_INLINE];
-} h2c;
+#include "h2_int.h"
 
 /* ---------------------------------------------------------------- output */
 
@@ -86,8 +42,6 @@ static int out_append(h2c *c, const uint8_t *d, size_t n) {
   return 0;
 }
 
-static int answer_deferred(h2c *c);
-
 /* pump moves what nghttp2 would send into c->out, up to SF_H2_OUT_PAUSE
  * (give or take a frame). */
 static void pump(h2c *c) {
@@ -95,7 +49,7 @@ static void pump(h2c *c) {
     const uint8_t *d;
     ssize_t n = nghttp2_session_mem_send(c->s, &d);
     if (n == 0 && c->deferred && c->pending < SF_H2_OUT_PAUSE &&
-        answer_deferred(c))
+        sf__h2_answer_deferred(c))
       continue;
     if (n <= 0) {
       if (n < 0)
@@ -108,18 +62,6 @@ static void pump(h2c *c) {
 }
 
 /* ---------------------------------------------------------------- streams */
-
-static void answer(h2c *c, stream *st);
-
-static void stream_free(stream *st) {
-  if (st->path != st->path_inline)
-    free(st->path);
-  if (st->body != st->body_inline)
-    free(st->body);
-  free(st->answer_heap);
-  sf__grpc_reply_free(&st->g);
-  free(st);
-}
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
                             void *ud) {
@@ -166,12 +108,21 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
   (void)ud;
   if (!st || f->hd.type != NGHTTP2_HEADERS)
     return 0; /* trailers of a request: ignored */
-  /* RFC 9113's size of a field: name, value and 32 bytes. Counting the
-   * decoded size bounds a small HEADERS block that decompresses huge. */
-  st->header_bytes += namelen + valuelen + 32;
-  if (st->header_bytes > SF_H2_HEADER_MAX)
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM */
+  /* Header limits as on HTTP/1.1: :path is the request target (414 over
+   * SF_HTTP_URL_MAX); every other field counts its name, value and 4 bytes
+   * (": " and CRLF there) toward SF_H2_HEADER_MAX (431). A client within
+   * our SETTINGS_MAX_HEADER_LIST_SIZE (32 bytes a field) always is. Counted
+   * decoded, so a small block that decompresses huge is bounded; past a
+   * limit nothing is kept and the rest of the block is only counted. */
+  if (!IS(name, namelen, ":path"))
+    st->header_bytes += namelen + valuelen + 4;
+  if (st->header_bytes > SF_H2_HEADER_MAX && !st->over)
+    st->over = SF_ST_431;
   if (IS(name, namelen, ":path")) {
+    if (valuelen > SF_HTTP_URL_MAX && !st->over)
+      st->over = SF_ST_414;
+    if (st->over)
+      return 0;
     if (st->path_len || set_path(st, value, valuelen))
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   } else if (IS(name, namelen, ":method")) {
@@ -180,9 +131,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
                                                : SF_M_OTHER;
     st->post = IS(value, valuelen, "POST");
   } else if (IS(name, namelen, "content-type")) {
-    /* application/grpc, application/grpc+proto, application/grpc;... */
-    st->grpc = valuelen >= 16 && !memcmp(value, "application/grpc", 16) &&
-               (valuelen == 16 || value[16] == '+' || value[16] == ';');
+    st->grpc = sf__grpc_content_type(value, valuelen);
+  } else if (IS(name, namelen, "grpc-encoding")) {
+    st->enc_bad = !IS(value, valuelen, "identity");
   }
   return 0;
 }
@@ -191,9 +142,13 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id,
                    const uint8_t *data, size_t len, void *ud) {
   stream *st = nghttp2_session_get_stream_user_data(s, id);
   (void)flags;
-  (void)ud;
-  if (!st || len == 0)
+  if (st && st->call) {
+    sf__grpc_input(st->call, data, len);
+    sf__h2_resume(ud, st);
     return 0;
+  }
+  if (!st || len == 0 || st->ready)
+    return 0; /* ready: answered without it */
   st->has_body = 1;
   if (!st->grpc || st->body_over || len > SF_H2_BODY_MAX - st->body_len) {
     st->body_over = st->grpc; /* HTTP routes refuse any body anyway */
@@ -217,9 +172,11 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud) {
   (void)code;
   if (st) {
     nghttp2_session_set_stream_user_data(s, id, NULL);
+    c->calls -= st->call != NULL;
+    c->early -= (unsigned)st->early;
     if (st->answered)
       c->pending -= st->data_len - st->data_off;
-    else if (st->done)
+    else if (st->ready)
       c->deferred--;
     if (st->prev)
       st->prev->next = st->next;
@@ -227,168 +184,9 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud) {
       c->streams = st->next;
     if (st->next)
       st->next->prev = st->prev;
-    stream_free(st);
+    sf__h2_stream_free(st);
   }
   return 0;
-}
-
-/* ---------------------------------------------------------------- answers */
-
-#define NV(n, v, vl, fl)                                                       \
-  ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), (fl)})
-#define NV_STATIC (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
-#define NV_LIT(n, v) NV(n, v, sizeof(v) - 1, NV_STATIC)
-
-static ssize_t read_data(nghttp2_session *s, int32_t id, uint8_t *buf,
-                         size_t len, uint32_t *flags, nghttp2_data_source *src,
-                         void *ud) {
-  h2c *c = ud;
-  stream *st = src->ptr;
-  size_t n = st->data_len - st->data_off;
-  if (n > len)
-    n = len;
-  memcpy(buf, st->data + st->data_off, n);
-  st->data_off += n;
-  c->pending -= n;
-  if (st->data_off == st->data_len) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-    if (st->grpc) {
-      nghttp2_nv t[] = {NV_LIT("grpc-status", "0")};
-      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      if (nghttp2_submit_trailer(s, id, t, 1) != 0)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    }
-  }
-  return (ssize_t)n;
-}
-
-/* submit sends the HEADERS in nv and, when st->data_len > 0, the DATA. */
-static void submit(h2c *c, stream *st, const nghttp2_nv *nv, size_t nnv) {
-  nghttp2_data_provider prd;
-  prd.source.ptr = st;
-  prd.read_callback = read_data;
-  if (nghttp2_submit_response(c->s, st->id, nv, nnv,
-                              st->data_len ? &prd : NULL) != 0)
-    nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->id,
-                              NGHTTP2_INTERNAL_ERROR);
-}
-
-static void answer_grpc(h2c *c, stream *st) {
-  char code[8], text[3 * sizeof st->g.text];
-  nghttp2_nv nv[4];
-  size_t nnv = 0;
-  nv[nnv++] = NV_LIT(":status", "200");
-  nv[nnv++] = NV_LIT("content-type", "application/grpc");
-  if (!st->post) {
-    st->g.status = SF_GRPC_UNIMPLEMENTED;
-    strcpy(st->g.text, "gRPC calls are POST requests");
-  } else if (st->body_over) {
-    st->g.status = SF_GRPC_RESOURCE_EXHAUSTED;
-    strcpy(st->g.text, "request message larger than 4096 bytes");
-  } else {
-    sf__grpc_call(c->w, st->path, st->path_len, st->body, st->body_len, &st->g);
-  }
-  if (st->g.status == SF_GRPC_OK) {
-    st->data = st->g.msg;
-    st->data_len = st->g.msg_len;
-    submit(c, st, nv, nnv);
-    return;
-  }
-  /* Trailers-Only: the status in the one HEADERS frame. */
-  nv[nnv++] = NV("grpc-status", code,
-                 (size_t)snprintf(code, sizeof code, "%d", (int)st->g.status),
-                 NGHTTP2_NV_FLAG_NO_COPY_NAME);
-  nv[nnv++] =
-      NV("grpc-message", text, sf__grpc_message_escape(st->g.text, text),
-         NGHTTP2_NV_FLAG_NO_COPY_NAME);
-  submit(c, st, nv, nnv);
-}
-
-/* answer_body hands the route the stream's buffer for its body. */
-static char *answer_body(void *ctx, size_t max) {
-  stream *st = ctx;
-  if (max <= sizeof st->answer_inline)
-    return st->answer_inline;
-  free(st->answer_heap);
-  st->answer_heap = malloc(max);
-  return st->answer_heap;
-}
-
-static void answer_http(h2c *c, stream *st) {
-  const sf_worker *w = c->w;
-  const char *q = memchr(st->path, '?', st->path_len);
-  char status[4], clen[24], retry[24];
-  nghttp2_nv nv[6];
-  size_t nnv = 0;
-  sf_req r;
-  sf_answer a;
-  r.path = st->path;
-  r.path_len = q ? (size_t)(q - st->path) : st->path_len;
-  r.query = q ? q + 1 : st->path + st->path_len;
-  r.query_len = q ? st->path_len - r.path_len - 1 : 0;
-  r.method = st->method;
-  r.has_body = st->has_body;
-  memset(&a, 0, sizeof a);
-  a.w = c->w;
-  a.body_alloc = answer_body;
-  a.ctx = st;
-  a.ep = SF_EP_OTHER;
-  sf__route(&r, &a);
-  if (a.oom) {
-    nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->id,
-                              NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
-  sf__ctr_add(&c->w->stats->requests[a.ep][a.st], 1);
-  sf__ctr_add(&c->w->stats->proto_requests[SF_PROTO_H2], 1);
-  snprintf(status, sizeof status, "%03d", sf__st_code[a.st]);
-  nv[nnv++] = NV(":status", status, 3, NGHTTP2_NV_FLAG_NO_COPY_NAME);
-  nv[nnv++] = NV("content-type", a.ctype, strlen(a.ctype), NV_STATIC);
-  nv[nnv++] = NV("content-length", clen,
-                 (size_t)snprintf(clen, sizeof clen, "%zu", a.body_len),
-                 NGHTTP2_NV_FLAG_NO_COPY_NAME);
-  /* w->date is "Date: <value>\r\n". */
-  nv[nnv++] =
-      NV("date", w->date + 6, w->date_len - 8, NGHTTP2_NV_FLAG_NO_COPY_NAME);
-  if (a.retry_after_s > 0)
-    nv[nnv++] = NV("retry-after", retry,
-                   (size_t)snprintf(retry, sizeof retry, "%lld",
-                                    (long long)a.retry_after_s),
-                   NGHTTP2_NV_FLAG_NO_COPY_NAME);
-  if (a.allow)
-    nv[nnv++] = NV("allow", a.allow, strlen(a.allow), NV_STATIC);
-  if (a.body && a.body == st->answer_heap && a.body_len < 4096) {
-    /* A route reserves its most (/metrics: 32 KB); keep what it wrote. */
-    char *b = realloc(st->answer_heap, a.body_len ? a.body_len : 1);
-    if (b)
-      a.body = st->answer_heap = b;
-  }
-  st->data = (const uint8_t *)a.body;
-  st->data_len = st->method == SF_M_HEAD || !a.body ? 0 : a.body_len;
-  submit(c, st, nv, nnv);
-}
-
-static void answer(h2c *c, stream *st) {
-  st->answered = 1;
-  if (st->grpc)
-    answer_grpc(c, st);
-  else
-    answer_http(c, st);
-  c->pending += st->data_len;
-}
-
-/* answer_deferred answers requests that waited, while pending allows;
- * returns how many. */
-static int answer_deferred(h2c *c) {
-  int n = 0;
-  for (stream *st = c->streams; st && c->pending < SF_H2_OUT_PAUSE;
-       st = st->next)
-    if (st->done && !st->answered) {
-      c->deferred--;
-      answer(c, st);
-      n++;
-    }
-  return n;
 }
 
 /* ---------------------------------------------------------------- session */
@@ -422,22 +220,85 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     return 0;
   case NGHTTP2_HEADERS:
   case NGHTTP2_DATA:
-    if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
-      return 0;
     st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (!st || st->done)
+    if (st && st->call && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+      st->done = 1;
+      sf__grpc_half_close(st->call);
+      sf__h2_resume(c, st);
+    }
+    if (!st || st->ready)
       return 0;
-    st->done = 1;
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+      st->gm = sf__grpc_find(st->path, st->path_len);
+    /* A request is answered at its end, or at the end of its headers when
+     * the body cannot change the answer (an unknown gRPC method...). */
+    st->done = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (!st->done && (f->hd.type != NGHTTP2_HEADERS || !sf__h2_early(st)))
+      return 0;
+    st->ready = 1;
     /* Answers wait while SF_H2_OUT_PAUSE bytes of others do (a peer that
-     * holds its flow-control windows shut): pump() answers them later. */
-    if (c->pending < SF_H2_OUT_PAUSE)
-      answer(c, st);
+     * holds its flow-control windows shut): pump() answers them later. A
+     * streaming call opens now: its replies wait in it. */
+    if (c->pending < SF_H2_OUT_PAUSE || sf__h2_streaming(st))
+      sf__h2_answer(c, st);
     else
       c->deferred++;
     return 0;
   default:
     return 0;
   }
+}
+
+/* on_sent ends a stream whose answer went out before its request ended
+ * (an early answer): RST_STREAM NO_ERROR tells the client to stop
+ * sending (RFC 9113 section 8.1) and frees the stream now. A reset stream
+ * goes in the ledger: what the client still sends on it is ignored. */
+static int on_sent(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+  h2c *c = ud;
+  if (f->hd.type == NGHTTP2_RST_STREAM)
+    sf__h2_ledger_reset(&c->ledger, f->hd.stream_id);
+  else if (c->early && /* else no stream lookup */
+           (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+           (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+           !nghttp2_session_get_stream_remote_close(s, f->hd.stream_id))
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                              NGHTTP2_NO_ERROR);
+  return 0;
+}
+
+/* on_invalid: nghttp2 refuses a frame; a stream error resets the stream
+ * (often one it never opened: beyond MAX_CONCURRENT_STREAMS). */
+static int on_invalid(nghttp2_session *s, const nghttp2_frame *f, int err,
+                      void *ud) {
+  (void)s;
+  (void)err;
+  sf__h2_ledger_reset(&((h2c *)ud)->ledger, f->hd.stream_id);
+  return 0;
+}
+
+/* on_begin looks at each HEADERS frame before nghttp2 takes it: one on a
+ * new client stream goes in the ledger; one on a client stream nghttp2 no
+ * longer holds is a connection error unless the server reset that stream
+ * (h2_ledger.c). DATA on a closed stream nghttp2 answers itself: it keeps
+ * the last closed streams (it ignores such DATA without a callback). */
+static int on_begin(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud) {
+  h2c *c = ud;
+  sf_h2_verdict v;
+  if (hd->type != NGHTTP2_HEADERS)
+    return 0;
+  if (hd->stream_id > c->ledger.hi) {
+    sf__h2_ledger_open(&c->ledger, hd->stream_id);
+    return 0;
+  }
+  if (nghttp2_session_find_stream(s, hd->stream_id))
+    return 0; /* trailers */
+  v = sf__h2_ledger_verdict(&c->ledger, hd->stream_id);
+  if (v != SF_H2_IGNORE)
+    nghttp2_session_terminate_session(
+        s, v == SF_H2_NEVER_OPENED
+               ? NGHTTP2_PROTOCOL_ERROR  /* a lower id reused (5.1.1) */
+               : NGHTTP2_STREAM_CLOSED); /* after END_STREAM or reset */
+  return 0;
 }
 
 static nghttp2_session_callbacks *callbacks;
@@ -457,6 +318,10 @@ static void setup(void) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data);
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_sent);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks,
+                                                               on_invalid);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, on_begin);
   /* nghttp2's defaults, written out: a peer resetting more than 1000
    * streams in a burst, beyond 33 a second, is sent GOAWAY (rapid reset,
    * CVE-2023-44487); at most 8 CONTINUATION frames per header block; at
@@ -465,16 +330,19 @@ static void setup(void) {
   nghttp2_option_set_max_continuations(options, 8);
   nghttp2_option_set_max_outbound_ack(options, 1000);
   nghttp2_option_set_max_settings(options, 32);
-  nghttp2_option_set_no_closed_streams(options, 1);
+  /* nghttp2 keeps the last closed streams (at most SF_H2_MAX_STREAMS, with
+   * the open ones; about 18 kB a busy connection) to answer frames on them
+   * as RFC 9113 section 5.1 says: STREAM_CLOSED after the client ended a
+   * stream, ignored after the server reset it. For that it needs the RFC
+   * 7540 priority tree, so SETTINGS_NO_RFC7540_PRIORITIES is not sent;
+   * both cost about 1% CPU a gRPC call (bench_h2.sh BASELINE=). It also
+   * checks PRIORITY frames then (stream 0, a stream depending on itself). */
 }
 
 static void *h2_conn_new(sf_worker *w) {
   static const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SF_H2_MAX_STREAMS},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, SF_H2_HEADER_MAX},
-      /* RFC 9218: no RFC 7540 priority tree, so nghttp2 keeps no closed
-       * streams and schedules answers by simple urgency queues. */
-      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
   };
   h2c *c;
   pthread_once(&setup_once, setup);
@@ -488,6 +356,8 @@ static void *h2_conn_new(sf_worker *w) {
   c->streams = NULL;
   c->pending = 0;
   c->deferred = 0;
+  c->calls = c->early = 0;
+  memset(&c->ledger, 0, sizeof c->ledger);
   c->ctrl_tokens = SF_H2_CTRL_BURST;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &c->ctrl_at);
   c->out = c->out_inline;
@@ -545,8 +415,25 @@ static int h2_closing(const void *pc) {
                      !nghttp2_session_want_write(c->s));
 }
 
+/* h2_tick lets streaming calls report changes (a Watch: the lease lost or
+ * back); 1 while calls are open (the connection is not idle). */
+static int h2_tick(void *pc) {
+  h2c *c = pc;
+  if (c->dead || c->calls == 0)
+    return 0;
+  for (stream *st = c->streams; st; st = st->next)
+    if (st->call && sf__grpc_poll(st->call))
+      sf__h2_resume(c, st);
+  return 1;
+}
+
 static void h2_goaway(void *pc) {
   h2c *c = pc;
+  for (stream *st = c->streams; st; st = st->next)
+    if (st->call) {
+      sf__grpc_shutdown(st->call);
+      sf__h2_resume(c, st);
+    }
   if (!c->dead &&
       nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE,
                             nghttp2_session_get_last_proc_stream_id(c->s),
@@ -560,7 +447,7 @@ static void h2_conn_free(void *pc) {
   while (c->streams) {
     stream *st = c->streams;
     c->streams = st->next;
-    stream_free(st);
+    sf__h2_stream_free(st);
   }
   if (c->out != c->out_inline)
     free(c->out);
@@ -576,4 +463,5 @@ const sf_proto sf__proto_h2 = {
     .closing = h2_closing,
     .conn_free = h2_conn_free,
     .goaway = h2_goaway,
+    .tick = h2_tick,
 };

@@ -221,6 +221,7 @@ static void url_release(sf_http_conn *c) {
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   sf_http_conn *c = conn_of(p);
+  c->spoke = 1;
   if (len > SF_HTTP_URL_MAX - c->url_len) {
     c->err_st = SF_ST_414;
     c->err_msg = "request target longer than 2048 bytes";
@@ -306,6 +307,7 @@ void sf__http_init(sf_http_conn *c, sf_worker *w) {
   c->err_st = SF_ST_COUNT;
   c->err_msg = NULL;
   c->closing = c->keep_alive = c->has_body = c->http10 = c->head = 0;
+  c->spoke = 0;
   c->ep = SF_EP_OTHER;
 }
 
@@ -331,11 +333,19 @@ void sf__http_sent(sf_http_conn *c) {
   }
 }
 
-/* parse_error answers a request llhttp refused, then closes. */
+/* parse_error answers a request llhttp refused, then closes. A peer that
+ * does not speak HTTP/1.x gets no answer: one whose first bytes are no
+ * method, or an HTTP/2 client whose preface went wrong (PRI is its method
+ * only; server.c takes the right preface to h2.c). An answer in HTTP/1.1
+ * cannot help either, and RFC 9113 section 3.4 has an invalid preface
+ * just close the connection (h2spec 3.5/2). */
 static void parse_error(sf_http_conn *c, llhttp_errno_t e) {
   char msg[160];
   const char *reason = llhttp_get_error_reason(&c->parser);
   c->closing = 1;
+  if ((e == HPE_INVALID_METHOD && !c->spoke) || e == HPE_PAUSED_H2_UPGRADE ||
+      c->parser.method == HTTP_PRI)
+    return;
   c->head = 0;
   c->ep = SF_EP_OTHER;
   if (c->err_st != SF_ST_COUNT) {

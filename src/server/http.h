@@ -41,6 +41,7 @@ typedef struct sf_http_conn {
   sf_st err_st; /* found by a callback (414, 431...), SF_ST_COUNT: none */
   const char *err_msg;
   int closing;    /* close once out is written; further input ignored */
+  int spoke;      /* a request line began: the peer speaks HTTP/1.x */
   int keep_alive; /* of the current request */
   int has_body;   /* of the current request */
   int http10;     /* the current request is HTTP/1.0 */

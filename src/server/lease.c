@@ -19,40 +19,6 @@
 
 #include "lease_int.h"
 
-void sf__lease_pub(sf_lease *l, int64_t id, int64_t floor, int64_t mark,
-                   int64_t deadline, bool new_gen) {
-  uint64_t s = atomic_load_explicit(&l->seq, memory_order_relaxed);
-  atomic_store_explicit(&l->seq, s + 1, memory_order_relaxed);
-  atomic_thread_fence(memory_order_release);
-  atomic_store_explicit(&l->id, id, memory_order_relaxed);
-  atomic_store_explicit(&l->floor_ms, floor, memory_order_relaxed);
-  atomic_store_explicit(&l->mark_ms, mark, memory_order_relaxed);
-  atomic_store_explicit(&l->deadline_ns, deadline, memory_order_relaxed);
-  if (new_gen)
-    atomic_fetch_add_explicit(&l->gen, 1, memory_order_relaxed);
-  atomic_store_explicit(&l->seq, s + 2, memory_order_release);
-  if (new_gen)
-    atomic_store(&l->state, id >= 0 ? SF_LEASE_HELD : SF_LEASE_LOST);
-}
-
-void sf__lease_read_view(sf_lease *l, view *v) {
-  for (unsigned tries = 0;; tries++) {
-    uint64_t s = atomic_load_explicit(&l->seq, memory_order_acquire);
-    if (!(s & 1)) {
-      v->id = atomic_load_explicit(&l->id, memory_order_relaxed);
-      v->floor = atomic_load_explicit(&l->floor_ms, memory_order_relaxed);
-      v->mark = atomic_load_explicit(&l->mark_ms, memory_order_relaxed);
-      v->deadline = atomic_load_explicit(&l->deadline_ns, memory_order_relaxed);
-      v->gen = atomic_load_explicit(&l->gen, memory_order_relaxed);
-      atomic_thread_fence(memory_order_acquire);
-      if (atomic_load_explicit(&l->seq, memory_order_relaxed) == s)
-        return;
-    }
-    if (tries > 16)
-      sched_yield(); /* the writer was preempted mid-write */
-  }
-}
-
 /* wait_ms sleeps up to ms, or less when kicked or stopped. */
 static void wait_ms(sf_lease *l, int64_t ms) {
   if (ms <= 0 || atomic_load(&l->stopping) || atomic_load(&l->kicked))

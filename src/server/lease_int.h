@@ -7,6 +7,7 @@
 #define SF_SRV_LEASE_INT_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -95,13 +96,43 @@ typedef struct view {
 
 /* sf__lease_pub writes the published fields under the seqlock; new_gen
  * moves the generation (a new id, a loss, an id taken back), otherwise the
- * same lease goes on. sf__lease_read_view reads them, all of one write. */
-void sf__lease_pub(sf_lease *l, int64_t id, int64_t floor, int64_t mark,
-                   int64_t deadline, bool new_gen);
-void sf__lease_read_view(sf_lease *l, view *v);
+ * same lease goes on. sf__lease_read_view reads them, all of one write.
+ * Inline, so that lease_claim.c and lease.c share them without calling
+ * each other both ways. */
+static inline void sf__lease_pub(sf_lease *l, int64_t id, int64_t floor,
+                                 int64_t mark, int64_t deadline, bool new_gen) {
+  uint64_t s = atomic_load_explicit(&l->seq, memory_order_relaxed);
+  atomic_store_explicit(&l->seq, s + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  atomic_store_explicit(&l->id, id, memory_order_relaxed);
+  atomic_store_explicit(&l->floor_ms, floor, memory_order_relaxed);
+  atomic_store_explicit(&l->mark_ms, mark, memory_order_relaxed);
+  atomic_store_explicit(&l->deadline_ns, deadline, memory_order_relaxed);
+  if (new_gen)
+    atomic_fetch_add_explicit(&l->gen, 1, memory_order_relaxed);
+  atomic_store_explicit(&l->seq, s + 2, memory_order_release);
+  if (new_gen)
+    atomic_store(&l->state, id >= 0 ? SF_LEASE_HELD : SF_LEASE_LOST);
+}
 
-/* deadline_after is when an id renewed at t0 for ttl seconds stops being
- * safe. */
+static inline void sf__lease_read_view(sf_lease *l, view *v) {
+  for (unsigned tries = 0;; tries++) {
+    uint64_t s = atomic_load_explicit(&l->seq, memory_order_acquire);
+    if (!(s & 1)) {
+      v->id = atomic_load_explicit(&l->id, memory_order_relaxed);
+      v->floor = atomic_load_explicit(&l->floor_ms, memory_order_relaxed);
+      v->mark = atomic_load_explicit(&l->mark_ms, memory_order_relaxed);
+      v->deadline = atomic_load_explicit(&l->deadline_ns, memory_order_relaxed);
+      v->gen = atomic_load_explicit(&l->gen, memory_order_relaxed);
+      atomic_thread_fence(memory_order_acquire);
+      if (atomic_load_explicit(&l->seq, memory_order_relaxed) == s)
+        return;
+    }
+    if (tries > 16)
+      sched_yield(); /* the writer was preempted mid-write */
+  }
+}
+
 static inline int64_t deadline_after(int64_t t0, int ttl) {
   return t0 + (int64_t)ttl * 1000000000 - margin_ns(ttl);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -142,25 +143,97 @@ static void get(sf_mc_conn *c, const char *keys, size_t len, int cas) {
 
 /* ----------------------------------------------------- the other commands */
 
-static void stats(sf_mc_conn *c) {
+/* libmemcached copies STAT version into 24 bytes, its NUL included. */
+_Static_assert(sizeof(SF_MC_VERSION) <= 24, "SF_MC_VERSION too long");
+
+/* stats_general answers "stats": memcached's general statistics that mean
+ * something here (no items are kept: curr_items 0), then the node's own. */
+static void stats_general(sf_mc_conn *c) {
   const sf_node *n = c->w->node;
-  char b[768];
+  char b[1024];
+  struct rusage ru;
   int64_t now = (int64_t)time(NULL), up = now - n->start_unix_ms / 1000;
-  int len = snprintf(
+  int len;
+  getrusage(RUSAGE_SELF, &ru);
+  len = snprintf(
       b, sizeof b,
       "STAT pid %ld\r\nSTAT uptime %lld\r\nSTAT time %lld\r\n"
-      "STAT version %s\r\nSTAT threads %u\r\nSTAT curr_connections %lld\r\n"
+      "STAT version %s\r\nSTAT pointer_size %d\r\n"
+      "STAT rusage_user %ld.%06ld\r\nSTAT rusage_system %ld.%06ld\r\n"
+      "STAT max_connections %u\r\nSTAT curr_connections %lld\r\n"
       "STAT total_connections %llu\r\nSTAT cmd_get %llu\r\n"
+      "STAT curr_items 0\r\nSTAT total_items 0\r\nSTAT bytes 0\r\n"
+      "STAT threads %u\r\nSTAT snowflaked_version %s\r\n"
       "STAT machine_id %llu\r\nSTAT ids_issued %llu\r\n"
       "STAT max_batch %u\r\nEND\r\n",
       (long)getpid(), (long long)(up > 0 ? up : 0), (long long)now,
-      SF_VERSION_STRING, n->cfg->threads,
+      SF_MC_VERSION, (int)(8 * sizeof(void *)), (long)ru.ru_utime.tv_sec,
+      (long)ru.ru_utime.tv_usec, (long)ru.ru_stime.tv_sec,
+      (long)ru.ru_stime.tv_usec, n->cfg->max_connections,
       (long long)atomic_load_explicit(&n->open_conns, memory_order_relaxed),
       (unsigned long long)SF_STATS_TOTAL(n, conns_accepted),
       (unsigned long long)SF_STATS_TOTAL(n, proto_requests[SF_PROTO_MEMCACHED]),
+      n->cfg->threads, SF_VERSION_STRING,
       (unsigned long long)sf_gen_machine_id(n->gen),
       (unsigned long long)SF_STATS_TOTAL(n, ids_issued), n->cfg->max_batch);
   put(c, b, (size_t)len < sizeof b ? (size_t)len : sizeof b - 1);
+}
+
+/* stats_settings answers "stats settings": the settings memcached names
+ * that have a meaning here. */
+static void stats_settings(sf_mc_conn *c) {
+  const sf_srv_config *cfg = c->w->node->cfg;
+  char b[512];
+  int len = snprintf(b, sizeof b,
+                     "STAT maxconns %u\r\nSTAT num_threads %u\r\n"
+                     "STAT idle_timeout %lld\r\nSTAT binding_protocol ascii\r\n"
+                     "STAT cas_enabled yes\r\nSTAT max_batch %u\r\nEND\r\n",
+                     cfg->max_connections, cfg->threads,
+                     (long long)(cfg->idle_timeout_ms / 1000), cfg->max_batch);
+  put(c, b, (size_t)len < sizeof b ? (size_t)len : sizeof b - 1);
+}
+
+/* stats_empty answers a group of what this server keeps none of (items,
+ * slabs, sizes, connections): memcached's answer with nothing in it. */
+static void stats_empty(sf_mc_conn *c) {
+  REPLY(c, "END\r\n");
+}
+
+static void stats_slabs(sf_mc_conn *c) {
+  REPLY(c, "STAT active_slabs 0\r\nSTAT total_malloced 0\r\nEND\r\n");
+}
+
+/* The stats groups clients send ("stats <group>"), as memcached 1.4-1.6
+ * answers them. */
+static const struct {
+  const char *group;
+  void (*fn)(sf_mc_conn *c);
+} stats_groups[] = {
+    {"settings", stats_settings}, {"items", stats_empty},
+    {"slabs", stats_slabs},       {"sizes", stats_empty},
+    {"conns", stats_empty},       {"extstore", stats_empty},
+};
+
+/* stats answers "stats [group [args]]" (t: its tokens, nt of them). */
+static void stats(sf_mc_conn *c, const tok *t, size_t nt) {
+  if (nt == 1) {
+    stats_general(c);
+    return;
+  }
+  for (size_t i = 0; i < sizeof stats_groups / sizeof stats_groups[0]; i++)
+    if (is_word(&t[1], stats_groups[i].group)) {
+      stats_groups[i].fn(c);
+      return;
+    }
+  if (is_word(&t[1], "detail") && nt == 3 && is_word(&t[2], "dump")) {
+    stats_empty(c);
+    return;
+  }
+  line_error(c, "CLIENT_ERROR",
+             is_word(&t[1], "reset")
+                 ? "the counters are not reset: they only grow (Prometheus)"
+                 : "stats groups: settings, items, slabs, sizes, conns, "
+                   "extstore, detail dump");
 }
 
 /* storage drops the data block of set/add/replace/append/prepend/cas
@@ -219,11 +292,9 @@ static void command(sf_mc_conn *c, const char *line, size_t len) {
     const char *keys = t[0].p + t[0].len;
     get(c, keys, (size_t)(line + len - keys), t[0].len == 4);
   } else if (is_word(&t[0], "version") && nt == 1) {
-    REPLY(c, "VERSION " SF_VERSION_STRING "\r\n");
-  } else if (is_word(&t[0], "stats") && nt == 1) {
-    stats(c);
+    REPLY(c, "VERSION " SF_MC_VERSION "\r\n");
   } else if (is_word(&t[0], "stats")) {
-    line_error(c, "CLIENT_ERROR", "only the general stats are kept");
+    stats(c, t, nt);
   } else if (is_word(&t[0], "quit")) {
     c->closing = 1;
   } else if (is_word(&t[0], "set") || is_word(&t[0], "add") ||

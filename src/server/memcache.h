@@ -3,7 +3,8 @@
  * command lines in, answers out, no sockets (proto.h's contract).
  *
  * "get <key>..." and "gets <key>..." answer one ID per key (any key),
- * minted in one call; version, stats and quit as memcached does. A line is
+ * minted in one call; version, stats (and the stats groups clients ask
+ * for) and quit as memcached does. A line is
  * read in place when it arrived whole, else gathered inside the connection
  * (the heap, at most SF_MC_LINE_MAX, only for a long partial line).
  */
@@ -23,6 +24,15 @@
 #define SF_MC_VALUE_MAX (1024 * 1024)     /* a storage command's data block */
 #define SF_MC_OUT_PAUSE SF_HTTP_OUT_PAUSE
 #define SF_MC_LINE_INLINE 64
+/* What "version" answers: a memcached version first, because clients parse
+ * it (libmemcached, so memcstat and pylibmc, fails on a major version of
+ * 0: "strtol() failed to parse major version"). 1.4, not 1.6: what this
+ * server speaks is the classic text protocol, without 1.6's meta commands,
+ * so a client choosing features by version picks none it lacks. Then
+ * snowflaked and its version as semver build metadata, which version
+ * parsers stop at ('+'). "stats" says the same; the real version is also
+ * STAT snowflaked_version. */
+#define SF_MC_VERSION "1.4.0+snowflaked." SF_VERSION_STRING
 #define SF_MC_OUT_INLINE 1024
 
 typedef struct sf_mc_conn {

@@ -41,6 +41,7 @@ typedef enum sf_ep {
   X(404, "Not Found")                                                          \
   X(405, "Method Not Allowed")                                                 \
   X(414, "URI Too Long")                                                       \
+  X(415, "Unsupported Media Type")                                             \
   X(431, "Request Header Fields Too Large")                                    \
   X(500, "Internal Server Error")                                              \
   X(503, "Service Unavailable")                                                \

@@ -40,6 +40,10 @@ typedef struct sf_proto {
    * HTTP/2 GOAWAY: no new streams), for output() to hand out before the
    * connection closes; NULL: the connection just closes. */
   void (*goaway)(void *pc);
+  /* tick is called about every 250 ms: it may queue output (a change a
+   * stream reports) and returns nonzero while the connection holds a
+   * stream the server drives (it is then not idle); NULL: none. */
+  int (*tick)(void *pc);
   /* busy is sent to a connection refused at MAX_CONNECTIONS before it is
    * closed (the protocol's own "server busy" answer), or NULL. */
   const char *busy;

@@ -371,6 +371,14 @@ static void on_tick(uv_timer_t *t) {
   for (conn *c = wk->conns, *next; c; c = next) {
     int64_t limit = c->draining && idle > DRAIN_MS ? DRAIN_MS : idle;
     next = c->next;
+    /* A stream the server drives (a health Watch) may have news, and
+     * keeps its connection from being idle. */
+    if (!c->closed && !c->draining && c->pc && c->proto->tick &&
+        c->proto->tick(c->pc)) {
+      c->last_active = now;
+      if (!c->writing)
+        flush(c);
+    }
     if (!c->closed && now - c->last_active >= (uint64_t)limit) {
       if (!c->draining)
         sf__ctr_add(&wk->w.stats->conns_idle_closed, 1);
@@ -458,16 +466,6 @@ static int listen_socket(const sf_srv_config *cfg, const sf_listen_spec *spec,
   return fd;
 }
 
-static unsigned bound_port(int fd) {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
-    return 0;
-  if (ss.ss_family == AF_INET6)
-    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
 static int worker_new(sf_server *s, unsigned i, char *err, size_t errlen) {
   const sf_srv_config *cfg = s->node->cfg;
   worker *wk = calloc(1, sizeof *wk);
@@ -491,7 +489,7 @@ static int worker_new(sf_server *s, unsigned i, char *err, size_t errlen) {
     if (ls->fd < 0)
       return -1;
     if (s->specs[k].port == 0) /* port 0: the other threads share this one */
-      s->specs[k].port = bound_port(ls->fd);
+      s->specs[k].port = sf__sockaddr_port(ls->fd);
   }
   if (uv_loop_init(&wk->loop)) {
     snprintf(err, errlen, "cannot create an event loop");

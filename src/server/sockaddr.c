@@ -1,10 +1,12 @@
 /*
- * sockaddr.c - numeric IPv4 and IPv6 socket addresses.
+ * sockaddr.c - numeric IPv4 and IPv6 socket addresses, and the port a
+ * socket is bound to.
  */
 #include "sockaddr.h"
 
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <arpa/inet.h>
 
@@ -29,4 +31,14 @@ socklen_t sf__sockaddr(const char *addr, int v6, unsigned port, int to_self,
       to_self)
     a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   return sizeof *a;
+}
+
+unsigned sf__sockaddr_port(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+    return 0;
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }

@@ -1,6 +1,6 @@
 /*
  * sockaddr.h - one socket-address filler for the listener and the
- * healthcheck client.
+ * healthcheck client, and the port a listener got.
  */
 #ifndef SF_SRV_SOCKADDR_H
 #define SF_SRV_SOCKADDR_H
@@ -13,5 +13,8 @@
  * host reaches a server bound to addr. */
 socklen_t sf__sockaddr(const char *addr, int v6, unsigned port, int to_self,
                        struct sockaddr_storage *ss);
+
+/* sf__sockaddr_port returns the port socket fd is bound to (0: unknown). */
+unsigned sf__sockaddr_port(int fd);
 
 #endif /* SF_SRV_SOCKADDR_H */

@@ -10,7 +10,9 @@
  *          is lost; bit 2: the clock is 5 s behind the newest ID
  *   byte 1: read size 1..256 (0: all at once)
  *   byte 2: bit 0 set: the output is drained only when a feed takes nothing
- *          (a slow reader), else after every feed
+ *          (a slow reader), else after every feed; bit 1: the lease flips
+ *          and the server's tick runs after every feed (streaming calls
+ *          report); bit 2: the server shuts down (goaway) at the end
  *
  * Checked beyond ASan/UBSan: a feed consumes input or leaves output to
  * send; the output waiting at once stays bounded (SF_H2_OUT_PAUSE and a
@@ -82,7 +84,7 @@ static void check_frames(void) {
 
 /* feed_all feeds in[0..len) in reads of chunk bytes. */
 static void feed_all(void *pc, const char *in, size_t len, size_t chunk,
-                     int slow) {
+                     int slow, int tick) {
   while (len > 0 && !sf__proto_h2.closing(pc)) {
     size_t n = len < chunk ? len : chunk;
     size_t used = sf__proto_h2.feed(pc, in, n);
@@ -90,6 +92,10 @@ static void feed_all(void *pc, const char *in, size_t len, size_t chunk,
     if (used == 0) {
       const char *b;
       CHECK(sf__proto_h2.output(pc, &b) > 0);
+    }
+    if (tick && node.lease) {
+      lease_val = lease_val < 0 ? 5 : -1;
+      sf__proto_h2.tick(pc);
     }
     if (!slow || used == 0)
       drain(pc);
@@ -120,14 +126,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   pc = sf__proto_h2.conn_new(&worker);
   CHECK(pc != NULL);
-  feed_all(pc, preface, sizeof preface - 1, sizeof preface, 0);
+  feed_all(pc, preface, sizeof preface - 1, sizeof preface, 0, 0);
   feed_all(pc, (const char *)data + 3, size - 3, data[1] ? data[1] : size,
-           data[2] & 1);
+           data[2] & 1, data[2] & 2);
+  if (data[2] & 4)
+    sf__proto_h2.goaway(pc);
   for (int i = 0; i < 64; i++)
     drain(pc); /* what waited */
   sf__proto_h2.conn_free(pc);
   check_frames();
-  if (lost)
+  if (lost && !(data[2] & 2))
     CHECK(atomic_load(&stats->ids_issued) == issued_before);
   return 0;
 }

@@ -9,6 +9,7 @@ Only the standard library and pytest; Debian's /usr/bin/python3.
 """
 import os
 import re
+import shutil
 import signal as signals
 import socket
 import subprocess
@@ -22,6 +23,20 @@ SNOWFLAKED = os.environ.get("SNOWFLAKED", os.path.join(ROOT, "build", "snowflake
 SNOWFLAKE = os.environ.get("SNOWFLAKE", os.path.join(ROOT, "build", "snowflake"))
 START_TIMEOUT = 20.0  # seconds; generous for sanitizer builds on a busy box
 IO_TIMEOUT = 10.0
+
+
+def go_tool(name):
+    """The path of a Go tool `make test-conformance` installs (h2spec,
+    grpcurl, grpc-health-probe): in SF_GO_TOOLS when set, else on PATH;
+    None when absent. With SF_GO_TOOLS set (the conformance goal) a
+    missing tool is an error, not a skip."""
+    d = os.environ.get("SF_GO_TOOLS")
+    path = os.path.join(d, name) if d else shutil.which(name)
+    if path and os.access(path, os.X_OK):
+        return path
+    if d:
+        raise AssertionError("%s not in SF_GO_TOOLS=%s" % (name, d))
+    return None
 
 
 def free_port():

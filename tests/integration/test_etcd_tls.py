@@ -43,7 +43,7 @@ from test_etcd_handover import \
     test_new_holder_issues_above_an_old_holder_20s_ahead  # noqa: F401
 
 OPENSSL = shutil.which("openssl")
-PREFIX = "/snowflake/machines/"  # the default: the README's role covers it
+PREFIX = "/snowflake/machines/"  # the default: docs/fleet.md's role covers it
 ROOT_PW, SF_PW = "root-pw-%s" % uuid.uuid4().hex[:8], "sf-pw-%s" % uuid.uuid4().hex[:8]
 OUTSIDER_PW = "out-pw-%s" % uuid.uuid4().hex[:8]
 
@@ -187,7 +187,7 @@ class TlsEtcd(Etcd):
                      ["user", "grant-role", "root", "root"],
                      ["user", "add", "sf:" + SF_PW],
                      ["user", "add", "outsider:" + OUTSIDER_PW],
-                     # the README's lines: readwrite on the prefix, no more
+                     # docs/fleet.md's lines: readwrite on the prefix, no more
                      ["role", "add", "snowflake"],
                      ["role", "grant-permission", "snowflake", "--prefix=true",
                       "readwrite", PREFIX],

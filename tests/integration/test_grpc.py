@@ -155,7 +155,7 @@ def test_unknown_method_is_unimplemented(snowflaked, client, pb):
         response_deserializer=pb.NextReply.FromString)
     code, msg = status_of(nope, pb.NextRequest())
     assert code == grpc.StatusCode.UNIMPLEMENTED
-    assert "/snowflake.v1.Snowflake/Nope" in msg
+    assert msg == "unknown method Nope for service snowflake.v1.Snowflake"
 
 
 def test_health_serving(snowflaked, client, pb):
@@ -165,8 +165,9 @@ def test_health_serving(snowflaked, client, pb):
     r = c.check(pb.HealthCheckRequest(service="snowflake.v1.Snowflake"),
                 timeout=10)
     assert r.status == pb.HealthCheckResponse.SERVING
-    code, _ = status_of(c.check, pb.HealthCheckRequest(service="other.Svc"))
+    code, msg = status_of(c.check, pb.HealthCheckRequest(service="other.Svc"))
     assert code == grpc.StatusCode.NOT_FOUND
+    assert msg.startswith("unknown service other.Svc "), msg
 
 
 def test_clock_behind_is_unavailable_and_not_serving(snowflaked, client, pb,
@@ -301,3 +302,72 @@ def test_bad_request_messages(snowflaked, client, pb):
     assert metric(n, "ids_issued_total") == 0
     # The same channel still works.
     assert len(c.next(pb.NextRequest(count=2), timeout=10).ids) == 2
+
+
+# ------------------------------------- answers at the end of the headers
+
+def h2_open(port, path, content_type="application/grpc", extra=()):
+    """A python3-h2 client that sends a POST's headers without END_STREAM
+    (its body never comes) and reads events until the stream ends or 5 s
+    pass: (seconds to the response, {name: value}, [events])."""
+    h2conn = pytest.importorskip("h2.connection")
+    h2config = pytest.importorskip("h2.config")
+    h2events = pytest.importorskip("h2.events")
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c = h2conn.H2Connection(h2config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "POST"), (":scheme", "http"),
+                       (":path", path), (":authority", "localhost"),
+                       ("content-type", content_type), ("te", "trailers"),
+                       *extra], end_stream=False)
+    s.sendall(c.data_to_send())
+    t0, took, hdrs, events = time.monotonic(), None, {}, []
+    try:
+        while not any(isinstance(e, h2events.StreamReset) for e in events):
+            data = s.recv(65536)
+            if not data:
+                break
+            for e in c.receive_data(data):
+                events.append(e)
+                if isinstance(e, h2events.ResponseReceived):
+                    took = time.monotonic() - t0
+                    hdrs = {k.decode(): v.decode() for k, v in e.headers}
+            s.sendall(c.data_to_send())
+    except socket.timeout:
+        pass
+    s.close()
+    return took, hdrs, events
+
+
+@pytest.mark.parametrize("path,ctype,extra,status,grpc_status,word", [
+    ("/snowflake.v1.Snowflake/Nope", "application/grpc", (), "200", "12",
+     "unknown method Nope for service snowflake.v1.Snowflake"),
+    ("/grpc.reflection.v9.ServerReflection/ServerReflectionInfo",
+     "application/grpc", (), "200", "12",
+     "unknown service grpc.reflection.v9.ServerReflection"),
+    ("/snowflake.v1.Snowflake/Next", "application/grpc+json", (), "200",
+     "12", "protobuf"),
+    ("/snowflake.v1.Snowflake/Next", "application/grpc",
+     (("grpc-encoding", "gzip"),), "200", "12", "grpc-encoding"),
+    ("/snowflake.v1.Snowflake/Next", "application/json", (), "415", None,
+     None),
+])
+def test_status_at_end_of_headers(snowflaked, path, ctype, extra, status,
+                                  grpc_status, word):
+    """A call whose outcome the headers decide is answered at once, not
+    when the client half-closes (which a streaming client like grpcurl's
+    reflection never does first); the stream is then reset with NO_ERROR."""
+    h2events = pytest.importorskip("h2.events")
+    n = snowflaked()
+    took, hdrs, events = h2_open(n.port, path, ctype, extra)
+    assert took is not None and took < 1.0, events
+    assert hdrs[":status"] == status, hdrs
+    assert hdrs.get("grpc-status") == grpc_status, hdrs
+    if word:
+        assert word in hdrs["grpc-message"], hdrs
+    if extra:
+        assert hdrs["grpc-accept-encoding"] == "identity"
+    resets = [e for e in events if isinstance(e, h2events.StreamReset)]
+    assert resets and resets[0].error_code == 0, events
+    assert metric(n, "ids_issued_total") == 0

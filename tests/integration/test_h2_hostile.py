@@ -12,14 +12,14 @@ import threading
 
 import pytest
 
-from conftest import connect
+from conftest import connect, parse_responses, raw, request
 from test_hostile import sanitized, vm_rss_kb
 
 hpack = pytest.importorskip("hpack", reason="python3-h2 not installed")
 hf = pytest.importorskip("hyperframe.frame", reason="python3-h2 not installed")
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-PROTOCOL_ERROR, INTERNAL_ERROR, FRAME_SIZE_ERROR = 1, 2, 6
+PROTOCOL_ERROR, INTERNAL_ERROR, STREAM_CLOSED, FRAME_SIZE_ERROR = 1, 2, 5, 6
 REFUSED_STREAM, ENHANCE_YOUR_CALM = 7, 11
 
 
@@ -119,15 +119,29 @@ def test_sigterm_says_goaway_no_error(snowflaked):
     c.close()
 
 
-def test_bad_preface_is_answered_as_http1(snowflaked):
-    """Not the HTTP/2 preface: the connection stays HTTP/1.x, whose parser
-    refuses "HTTP/2.0" with 505 and closes."""
+@pytest.mark.parametrize("data", [
+    b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n",  # a preface gone wrong
+    b"INVALID CONNECTION PREFACE\r\n\r\n",  # h2spec 3.5/2
+    b"\x00\x01garbage\r\n\r\n",
+])
+def test_not_http_is_closed_without_an_answer(snowflaked, data):
+    """Neither the HTTP/2 preface nor an HTTP/1.x method: the peer speaks
+    neither, so the connection closes with nothing sent (RFC 9113 section
+    3.4 for a broken preface). Other clients are served meanwhile."""
     n = snowflaked()
     s = connect(n.port)
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
-    data = s.recv(65536)
-    assert data.startswith(b"HTTP/1.1 505 "), data
+    s.sendall(data)
+    assert s.recv(65536) == b""
+    s.close()
     assert served(n.port)
+
+
+def test_bad_method_after_a_request_is_400(snowflaked):
+    """A connection that spoke HTTP/1.x gets 400 for a malformed request."""
+    n = snowflaked()
+    got = parse_responses(raw(n.port, request("GET", "/health")
+                              + b"GTE /id HTTP/1.1\r\n\r\n"))
+    assert [g[0] for g in got] == [200, 400]
 
 
 def test_preface_then_garbage_is_goaway_protocol_error(snowflaked):
@@ -153,12 +167,14 @@ def test_oversized_frame_is_goaway_frame_size_error(snowflaked):
     assert served(n.port)
 
 
-@pytest.mark.parametrize("kind", ["ping", "settings"])
+@pytest.mark.parametrize("kind", ["ping", "settings", "priority"])
 def test_control_frame_flood_is_goaway_enhance_your_calm(snowflaked, kind):
     n = snowflaked()
     c = Raw(n.port)
-    one = (hf.PingFrame(0, b"12345678") if kind == "ping"
-           else hf.SettingsFrame(0)).serialize()
+    one = {"ping": hf.PingFrame(0, b"12345678"),
+           "settings": hf.SettingsFrame(0),
+           "priority": hf.PriorityFrame(1, depends_on=0, stream_weight=16),
+           }[kind].serialize()
     flood = one * 20000
 
     def send():
@@ -176,25 +192,71 @@ def test_control_frame_flood_is_goaway_enhance_your_calm(snowflaked, kind):
     assert served(n.port)
 
 
-def test_headers_that_decompress_huge_get_rst_stream(snowflaked):
+def status_of(frames, sid):
+    hs = [f for f in frames if isinstance(f, hf.HeadersFrame)
+          and f.stream_id == sid]
+    return dict(hs[0].decoded).get(":status") if hs else None
+
+
+def test_headers_that_decompress_huge_get_431(snowflaked):
     """One 4 KB field in the dynamic table, then referenced 2000 times by a
-    one-byte index: about 100 bytes of HEADERS decompress to 8 MB. The
-    stream is reset; the connection goes on."""
+    one-byte index: about 100 bytes of HEADERS decompress to 8 MB. Nothing
+    past 8 KiB is kept; the stream gets 431 as on HTTP/1.1 and the
+    connection goes on."""
     n = snowflaked()
     c = Raw(n.port)
     big = ("x-big", "a" * 4000)
     bomb = c.headers(1, req_headers("/id") + [big] * 2000)
     assert len(bomb.data) < 8000
     c.send(bomb)
-    fs = c.frames(until=lambda f: isinstance(f, hf.RstStreamFrame))
-    rst = [f for f in fs if isinstance(f, hf.RstStreamFrame)]
-    assert rst and rst[0].stream_id == 1, fs
+    fs = c.frames(until=lambda f: isinstance(f, hf.DataFrame))
+    assert status_of(fs, 1) == "431", fs
     # The HPACK state stays in step: the same connection serves stream 3.
     c.send(c.headers(3, req_headers("/health")))
+    fs = c.frames(until=lambda f: isinstance(f, hf.DataFrame)
+                  and f.stream_id == 3)
+    assert status_of(fs, 3) == "200", fs
+    c.close()
+
+
+@pytest.mark.parametrize("path,extra,status", [
+    ("/id", [("x-big", "a" * 9000)], 431),
+    ("/id", [("x-h%03d" % i, "v" * 20) for i in range(300)], 431),
+    ("/id", [("x-h%03d" % i, "v" * 20) for i in range(250)], 200),
+    ("/" + "a" * 3000, [], 414),
+], ids=["one_9k_field", "300_fields", "250_fields", "target_3k"])
+def test_header_limits_as_on_http1(snowflaked, path, extra, status):
+    """The same request over HTTP/1.1 and HTTP/2 meets the same limits
+    (8 KiB of header fields, a 2 KiB target) and gets the same status and
+    body; on HTTP/2 only the stream ends, even before its END_STREAM."""
+    n = snowflaked()
+    h1 = parse_responses(raw(n.port, request(
+        "GET", path, headers=["%s: %s" % kv for kv in extra])))
+    assert h1[0][0] == status, h1
+    c = Raw(n.port)
+    c.send(c.headers(1, req_headers(path) + extra, end=status == 200))
     fs = c.frames(until=lambda f: isinstance(f, hf.DataFrame))
-    hs = [f for f in fs if isinstance(f, hf.HeadersFrame)
-          and f.stream_id == 3]
-    assert hs and (":status", "200") in hs[0].decoded, fs
+    assert status_of(fs, 1) == str(status), fs
+    body = b"".join(f.data for f in fs if isinstance(f, hf.DataFrame))
+    if status != 200:
+        assert json.loads(body) == json.loads(h1[0][2])
+    c.send(c.headers(3, req_headers("/health")))
+    fs = c.frames(until=lambda f: isinstance(f, hf.DataFrame)
+                  and f.stream_id == 3)
+    assert status_of(fs, 3) == "200", fs
+    c.close()
+
+
+def test_grpc_metadata_over_limit_is_resource_exhausted(snowflaked):
+    n = snowflaked()
+    c = Raw(n.port)
+    c.send(c.headers(1, req_headers("/snowflake.v1.Snowflake/Next", "POST")
+                     + [("content-type", "application/grpc"),
+                        ("x-big", "a" * 9000)], end=False))
+    fs = c.frames(until=lambda f: isinstance(f, hf.HeadersFrame))
+    h = dict(fs[-1].decoded)
+    assert h[":status"] == "200" and h["grpc-status"] == "8", h
+    assert "8192" in h["grpc-message"], h
     c.close()
 
 
@@ -268,3 +330,78 @@ def test_clients_that_never_read_hold_bounded_memory(snowflaked):
     for c in conns:
         c.close()
     assert served(n.port)
+
+
+# ------------------------------ frames on closed streams (RFC 9113 5.1)
+
+def finished(c, sid, path="/health"):
+    """Sends a whole request on sid and reads until its answer ends."""
+    c.send(c.headers(sid, req_headers(path)))
+    c.frames(until=lambda f: isinstance(f, hf.DataFrame)
+             and f.stream_id == sid and "END_STREAM" in f.flags)
+
+
+def data(sid, payload=b"x", end=True):
+    f = hf.DataFrame(sid, payload)
+    if end:
+        f.flags.add("END_STREAM")
+    return f
+
+
+@pytest.mark.parametrize("case", [
+    "headers_after_close", "data_after_close", "data_after_client_reset",
+    "lower_id_never_opened", "priority_on_stream_0", "priority_on_itself"])
+def test_frames_on_closed_streams_are_errors(snowflaked, case):
+    """What h2spec 5.1, 5.1.1, 5.3.1 and 6.3 send: a connection error of
+    the type RFC 9113 names (a stream error is allowed for some; this
+    server ends the connection)."""
+    n = snowflaked()
+    c = Raw(n.port)
+    want = STREAM_CLOSED
+    if case == "headers_after_close":
+        finished(c, 1)
+        c.send(c.headers(1, req_headers("/health")))
+    elif case == "data_after_close":
+        finished(c, 1)
+        c.send(data(1))
+    elif case == "data_after_client_reset":
+        c.send(c.headers(1, req_headers("/id", "POST"), end=False),
+               hf.RstStreamFrame(1, error_code=8), data(1))
+    elif case == "lower_id_never_opened":
+        finished(c, 5)
+        c.send(c.headers(3, req_headers("/health")))
+        want = PROTOCOL_ERROR
+    elif case == "priority_on_stream_0":
+        # hyperframe refuses to build it: the bytes by hand.
+        c.s.sendall(b"\x00\x00\x05\x02\x00\x00\x00\x00\x00"
+                    b"\x00\x00\x00\x01\x10")
+        want = PROTOCOL_ERROR
+    else:
+        c.send(hf.PriorityFrame(3, depends_on=3, stream_weight=16))
+        want = PROTOCOL_ERROR
+    fs = c.frames()
+    g = [f for f in fs if isinstance(f, hf.GoAwayFrame)]
+    r = [f for f in fs if isinstance(f, hf.RstStreamFrame)
+         and f.error_code != 0]
+    assert (g and g[0].error_code == want) or \
+        (r and r[0].error_code == want), fs
+    assert served(n.port)
+
+
+def test_frames_in_flight_after_a_server_reset_are_ignored(snowflaked):
+    """An early answer (an unknown gRPC method) ends with RST_STREAM
+    NO_ERROR; the body the client had sent meanwhile, and its trailers, are
+    ignored (RFC 9113 5.1), and the same connection goes on."""
+    n = snowflaked()
+    c = Raw(n.port)
+    grpc_req = req_headers("/snowflake.v1.Snowflake/Nope", "POST") + [
+        ("content-type", "application/grpc")]
+    c.send(c.headers(1, grpc_req, end=False))
+    fs = c.frames(until=lambda f: isinstance(f, hf.RstStreamFrame))
+    assert fs[-1].error_code == 0, fs
+    c.send(data(1, b"\0\0\0\0\0", end=False),
+           c.headers(1, [("grpc-timeout", "1S")]))
+    finished(c, 3)
+    fs = c.frames(timeout=0.5)
+    assert not [f for f in fs if isinstance(f, hf.GoAwayFrame)], fs
+    c.close()

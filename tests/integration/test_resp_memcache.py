@@ -1,10 +1,12 @@
 """The Redis (RESP2) and memcached listeners of the real snowflaked, spoken
-to by real clients: redis-cli (Debian redis-tools), redis-py (python3-redis)
-and pymemcache (python3-pymemcache); and by hostile raw sockets.
+to by real clients: redis-cli (Debian redis-tools), redis-py (python3-redis),
+pymemcache (python3-pymemcache) and libmemcached's memcstat and memcslap
+(libmemcached-tools); and by hostile raw sockets.
 
 No assertion is about time: deadlines are generous upper bounds.
 """
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -138,16 +140,68 @@ def test_pymemcache(node):
     assert vals == sorted(set(vals)) and vals[0] > a
     v, cas = c.gets("id")
     assert int(v) == int(cas) and int(v) > vals[-1]
-    assert c.version().decode() == redis.Redis(
-        port=node.redis_port).info()["snowflaked_version"]
+    version = redis.Redis(port=node.redis_port).info()["snowflaked_version"]
+    assert c.version().decode() == "1.4.0+snowflaked." + version
     stats = c.stats()
     assert int(stats[b"machine_id"]) == 5
     assert int(stats[b"ids_issued"]) >= 5
+    assert stats[b"snowflaked_version"].decode() == version
+    assert stats[b"curr_items"] == 0
+    assert int(c.stats("settings")[b"max_batch"]) == 10000
+    for group in ("items", "slabs", "sizes", "conns"):
+        assert isinstance(c.stats(group), dict)  # ended by END
     with pytest.raises(MemcacheClientError, match="storing is not supported"):
         c.set("id", "1", noreply=False)
     with pytest.raises(MemcacheClientError, match="incr is not supported"):
         c.incr("id", 1)
     assert int(c.get("id")) > int(v)  # the connection still lines up
+
+
+MEMCSTAT = shutil.which("memcstat")
+needs_libmemcached = pytest.mark.skipif(
+    MEMCSTAT is None, reason="memcstat not installed (libmemcached-tools)")
+
+
+def memc(tool, node, *args):
+    p = subprocess.run([tool, "--servers=127.0.0.1:%d" % node.memcached_port]
+                       + list(args), capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p.stdout + p.stderr
+
+
+@needs_libmemcached
+def test_memcstat(node):
+    """libmemcached parses the version (a major version of 0 failed it:
+    "strtol() failed to parse major version") and prints every stat."""
+    out = memc(MEMCSTAT, node)
+    stats = dict(ln.strip().split(": ", 1) for ln in out.splitlines()[1:])
+    assert out.startswith("Server: 127.0.0.1 (%d)" % node.memcached_port)
+    assert stats["machine_id"] == "5"
+    assert stats["version"].startswith("1.4.0+snowflaked.")
+    assert stats["curr_items"] == "0"
+    assert memc(MEMCSTAT, node, "-S").split() == [
+        "127.0.0.1:%d" % node.memcached_port, "1.4.0"]
+    assert "max_batch: 10000" in memc(MEMCSTAT, node, "settings")
+    assert memc(MEMCSTAT, node, "items").strip() == ""  # no items: END
+
+
+@needs_libmemcached
+def test_memcslap_gets(node):
+    """memcslap's set phase is refused (this server stores nothing); its
+    gets are answered, an ID each. (Its mget test is left out: memcslap
+    itself sometimes runs it on 0 keys.)"""
+    before = metric_ids(node)
+    out = memc("memcslap", node, "--test=get", "--concurrency=2",
+               "--execute-number=200")
+    assert re.search(r"Time to get +400 keys", out), out
+    assert metric_ids(node) - before >= 400
+
+
+def metric_ids(node):
+    _, _, body = node.get("/metrics")
+    return int(re.search(rb"^snowflake_ids_issued_total (\d+)$", body,
+                         re.M).group(1))
 
 
 def test_memcached_unknown_command_is_error(node):

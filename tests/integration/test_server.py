@@ -169,7 +169,6 @@ def still_serves(node):
 
 
 @pytest.mark.parametrize("data,status", [
-    (b"\x00\x01garbage\r\n\r\n", 400),
     (b"GET /id HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
      b"Content-Length: 5\r\n\r\n0\r\n\r\n", 400),
     (b"GET /id HTTP/1.1\r\nHost: x\r\nContent-Length: zz\r\n\r\n", 400),
@@ -198,13 +197,15 @@ def test_request_body_is_400_and_connection_stays_usable(node):
 
 
 def test_huge_garbage_stream(node):
+    """Bytes that start no HTTP method: not HTTP/1.x, so no answer in it
+    (test_h2_hostile.py has the other cases); the connection closes."""
     with connect(node.port) as s:
         try:
             s.sendall(b"\xff" * 200000)
         except (BrokenPipeError, ConnectionResetError):
             pass
         data = recv_all(s)
-    assert data.startswith(b"HTTP/1.1 400 ")
+    assert data == b""
     still_serves(node)
 
 

@@ -38,7 +38,7 @@ The faults (a seeded random.Random; each printed with its time):
                  delivered when it heals
 Every (re)start draws the node's clock: true, skewed by +-2..MAX_SKEW s,
 running fast or slow (libfaketime rates 0.9, 0.95, 1.05, 1.1; the lease
-margin is 1 s of a 2 s TTL, so any rate above 0.5 is safe: see README), or
+margin is 1 s of a 2 s TTL, so any rate above 0.5 is safe: docs/fleet.md), or
 both; and its STATE_FILE: kept, lost (deleted) or none. A node that exits
 (before nodes waited for a free id, exit 2 when all were taken) is
 restarted later; one that waits answers 503 meanwhile.

@@ -12,7 +12,10 @@
 #include <nghttp2/nghttp2.h>
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1/reflection.pb-c.h"
 #include "h2.h"
+#include "h2_int.h"
+#include "snowflake/internal/descriptor.pb-c.h"
 #include "snowflake/v1/snowflake.pb-c.h"
 
 #define MAX_STREAMS 256
@@ -262,6 +265,34 @@ static int32_t call(fixture *f, const char *path, const ProtobufCMessage *msg,
   return id;
 }
 
+static ssize_t body_never(nghttp2_session *s, int32_t id, uint8_t *buf,
+                          size_t len, uint32_t *flags, nghttp2_data_source *src,
+                          void *ud) {
+  (void)s, (void)id, (void)buf, (void)len, (void)flags, (void)src, (void)ud;
+  return NGHTTP2_ERR_DEFERRED;
+}
+
+/* open_call sends only the request headers of a POST (no END_STREAM: the
+ * body never comes), with content-type ct and grpc-encoding enc (NULL:
+ * none). */
+static int32_t open_call(fixture *f, const char *path, const char *ct,
+                         const char *enc) {
+  nghttp2_nv nv[] = {NV(":method", "POST"),
+                     NV(":scheme", "http"),
+                     NV(":path", path),
+                     NV(":authority", "t"),
+                     NV("content-type", ct),
+                     NV("te", "trailers"),
+                     NV("grpc-encoding", enc ? enc : "")};
+  nghttp2_data_provider prd;
+  int32_t id;
+  prd.source.ptr = NULL;
+  prd.read_callback = body_never;
+  id = nghttp2_submit_request(f->cli, NULL, nv, enc ? 7 : 6, &prd, NULL);
+  assert_true(id > 0);
+  return id;
+}
+
 /* reply_of returns the message of a gRPC answer, checked framed. */
 static const uint8_t *reply_of(const answer *a, size_t *len) {
   assert_int_equal(a->status, 200);
@@ -438,6 +469,307 @@ static void test_grpc_no_lease(void **state) {
   fx_free(f);
 }
 
+/* X(path, content-type, grpc-encoding, HTTP status, gRPC status, a word of
+ * the message or the body): requests answered at the end of their headers.
+ */
+#define EARLY(X)                                                               \
+  X("/snowflake.v1.Snowflake/Nope", "application/grpc", NULL, 200, 12,         \
+    "unknown method Nope for service snowflake.v1.Snowflake")                  \
+  X("/nope.v1.Svc/Next", "application/grpc", NULL, 200, 12,                    \
+    "unknown service nope.v1.Svc")                                             \
+  X("/snowflake.v1.Snowflake/Next", "application/grpc+json", NULL, 200, 12,    \
+    "protobuf")                                                                \
+  X("/snowflake.v1.Snowflake/Next", "application/grpc", "gzip", 200, 12,       \
+    "grpc-encoding")                                                           \
+  X("/snowflake.v1.Snowflake/Next", "application/json", NULL, 415, 0,          \
+    "application/grpc")
+
+/* Answers known at the end of the request headers come then, without
+ * waiting for a body that may never come; the stream is then reset with
+ * NO_ERROR (the client need not send the rest). */
+static void test_answered_at_end_of_headers(void **state) {
+  static const struct {
+    const char *path, *ct, *enc;
+    int status, grpc_status;
+    const char *word;
+  } cases[] = {
+#define SF__CASE(p, ct, enc, st, gs, w) {p, ct, enc, st, gs, w},
+      EARLY(SF__CASE)
+#undef SF__CASE
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fixture *f = fx_new();
+    int32_t id = open_call(f, cases[i].path, cases[i].ct, cases[i].enc);
+    answer *a = ans_of(f, id);
+    exchange(f, 0);
+    assert_int_equal(a->status, cases[i].status);
+    assert_int_equal(a->grpc_status, cases[i].grpc_status);
+    if (cases[i].grpc_status) {
+      assert_non_null(strstr(a->grpc_message, cases[i].word));
+      assert_int_equal(a->body_len, 0); /* Trailers-Only */
+    } else {
+      assert_non_null(a->body);
+      assert_non_null(
+          memmem(a->body, a->body_len, cases[i].word, strlen(cases[i].word)));
+    }
+    assert_true(a->closed);
+    assert_false(a->reset); /* RST_STREAM NO_ERROR */
+    assert_int_equal(f->stats.ids_issued, 0);
+    fx_free(f);
+  }
+}
+
+/* Header limits as on HTTP/1.1: 8 KiB of fields (431), a 2 KiB :path
+ * (414), for gRPC RESOURCE_EXHAUSTED; answered at the end of the headers,
+ * and the connection goes on. */
+static void test_header_limits(void **state) {
+  static char big[9000], path[3001];
+  fixture *f = fx_new();
+  nghttp2_data_provider prd = {.source.ptr = NULL, .read_callback = body_never};
+  int32_t a, b, g, ok;
+  (void)state;
+  memset(big, 'a', sizeof big - 1);
+  memset(path, 'p', sizeof path - 1);
+  path[0] = '/';
+  nghttp2_nv nv[] = {
+      NV(":method", "GET"), NV(":scheme", "http"),
+      NV(":path", "/id"),   NV(":authority", "t"),
+      NV("x-big", big),     NV("content-type", "application/grpc")};
+  a = nghttp2_submit_request(f->cli, NULL, nv, 5, NULL, NULL);
+  b = get(f, "GET", path);
+  nv[0] = (nghttp2_nv)NV(":method", "POST");
+  nv[2] = (nghttp2_nv)NV(":path", "/snowflake.v1.Snowflake/Next");
+  g = nghttp2_submit_request(f->cli, NULL, nv, 6, &prd, NULL);
+  ok = get(f, "GET", "/health");
+  exchange(f, 0);
+  assert_int_equal(ans_of(f, a)->status, 431);
+  assert_non_null(
+      memmem(ans_of(f, a)->body, ans_of(f, a)->body_len, "8192", 4));
+  assert_int_equal(ans_of(f, b)->status, 414);
+  assert_int_equal(ans_of(f, g)->grpc_status, 8); /* RESOURCE_EXHAUSTED */
+  assert_true(ans_of(f, g)->closed);
+  assert_int_equal(ans_of(f, ok)->status, 200);
+  assert_int_equal(f->stats.ids_issued, 0);
+  fx_free(f);
+}
+
+/* watch_statuses decodes the HealthCheckResponse messages of a stream's
+ * body into st: their count. */
+static size_t watch_statuses(const answer *a, int *st, size_t max) {
+  size_t n = 0, off = 0;
+  while (off + 5 <= a->body_len && n < max) {
+    size_t len = (size_t)a->body[off + 3] << 8 | a->body[off + 4];
+    Grpc__Health__V1__HealthCheckResponse *r;
+    assert_int_equal(a->body[off], 0);
+    assert_true(off + 5 + len <= a->body_len);
+    r = grpc__health__v1__health_check_response__unpack(NULL, len,
+                                                        a->body + off + 5);
+    assert_non_null(r);
+    st[n++] = (int)r->status;
+    grpc__health__v1__health_check_response__free_unpacked(r, NULL);
+    off += 5 + len;
+  }
+  assert_int_equal(off, a->body_len);
+  return n;
+}
+
+/* Health/Watch: the status now, then each change the tick finds (the lease
+ * lost: NOT_SERVING; back: SERVING); a service the server lacks is
+ * SERVICE_UNKNOWN, the call staying open; at shutdown NOT_SERVING, then
+ * UNAVAILABLE. The request arrives a byte at a time. */
+static void test_health_watch(void **state) {
+  fixture *f = fx_new();
+  Grpc__Health__V1__HealthCheckRequest h =
+      GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  body_src b1, b2;
+  int st[8];
+  int32_t all, other;
+  (void)state;
+  f->node.lease = &fake_ops;
+  all = call(f, "/grpc.health.v1.Health/Watch", &h.base, 0, &b1);
+  h.service = "nope.v1.Svc";
+  other = call(f, "/grpc.health.v1.Health/Watch", &h.base, 0, &b2);
+  exchange(f, 1);
+  assert_int_equal(sf__proto_h2.tick(f->pc), 1); /* calls open: not idle */
+  exchange(f, 0);
+  assert_int_equal(watch_statuses(ans_of(f, all), st, 8), 1);
+  assert_int_equal(st[0], 1); /* SERVING */
+  assert_int_equal(watch_statuses(ans_of(f, other), st, 8), 1);
+  assert_int_equal(st[0], 3); /* SERVICE_UNKNOWN */
+  f->lease = -1;              /* the lease is lost */
+  sf__proto_h2.tick(f->pc);
+  exchange(f, 0);
+  f->lease = 5; /* and back */
+  sf__proto_h2.tick(f->pc);
+  sf__proto_h2.tick(f->pc); /* no change: nothing more */
+  exchange(f, 0);
+  assert_int_equal(watch_statuses(ans_of(f, all), st, 8), 3);
+  assert_int_equal(st[1], 2); /* NOT_SERVING */
+  assert_int_equal(st[2], 1);
+  assert_int_equal(watch_statuses(ans_of(f, other), st, 8), 1);
+  assert_false(ans_of(f, all)->closed);
+  sf__proto_h2.goaway(f->pc);
+  exchange(f, 0);
+  assert_int_equal(watch_statuses(ans_of(f, all), st, 8), 4);
+  assert_int_equal(st[3], 2);
+  assert_int_equal(ans_of(f, all)->grpc_status, 14); /* UNAVAILABLE */
+  assert_int_equal(ans_of(f, other)->grpc_status, 14);
+  assert_true(ans_of(f, all)->closed && ans_of(f, other)->closed);
+  assert_int_equal(sf__proto_h2.tick(f->pc), 0);
+  fx_free(f);
+}
+
+/* reflect_call sends requests (each framed) on one reflection stream,
+ * then half-closes: the stream id. */
+static int32_t reflect_call(fixture *f, const char *path,
+                            Grpc__Reflection__V1__ServerReflectionRequest **q,
+                            size_t nq, body_src *b) {
+  static uint8_t buf[1024];
+  nghttp2_nv nv[] = {NV(":method", "POST"), NV(":scheme", "http"),
+                     NV(":path", path), NV(":authority", "t"),
+                     NV("content-type", "application/grpc")};
+  nghttp2_data_provider prd = {.source.ptr = b, .read_callback = body_read};
+  size_t off = 0;
+  int32_t id;
+  for (size_t i = 0; i < nq; i++) {
+    size_t n = protobuf_c_message_pack(&q[i]->base, buf + off + 5);
+    buf[off] = buf[off + 1] = buf[off + 2] = 0;
+    buf[off + 3] = (uint8_t)(n >> 8);
+    buf[off + 4] = (uint8_t)n;
+    off += 5 + n;
+  }
+  b->p = buf;
+  b->len = off;
+  b->off = 0;
+  id = nghttp2_submit_request(f->cli, NULL, nv, 5, &prd, NULL);
+  assert_true(id > 0);
+  return id;
+}
+
+/* reflect_reply unpacks the i-th response message of a stream's body. */
+static Grpc__Reflection__V1__ServerReflectionResponse *
+reflect_reply(const answer *a, size_t i) {
+  size_t off = 0, len = 0;
+  for (size_t k = 0; k <= i; k++) {
+    off += k ? 5 + len : 0;
+    assert_true(off + 5 <= a->body_len);
+    len = (size_t)a->body[off + 1] << 24 | (size_t)a->body[off + 2] << 16 |
+          (size_t)a->body[off + 3] << 8 | a->body[off + 4];
+    assert_true(off + 5 + len <= a->body_len);
+  }
+  return grpc__reflection__v1__server_reflection_response__unpack(
+      NULL, len, a->body + off + 5);
+}
+
+/* Server reflection, v1 and v1alpha: services, the file defining a symbol,
+ * a file by name, NOT_FOUND in the stream for an unknown symbol; one
+ * response per request, in order; OK when the client half-closes. */
+static void test_reflection(void **state) {
+  static const char *const paths[] = {
+      "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+      "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"};
+  (void)state;
+  for (size_t p = 0; p < 2; p++) {
+    fixture *f = fx_new();
+    Grpc__Reflection__V1__ServerReflectionRequest r[4], *q[4];
+    Grpc__Reflection__V1__ServerReflectionResponse *a;
+    Snowflake__Internal__File *file;
+    body_src b;
+    int32_t id;
+    for (int i = 0; i < 4; i++) {
+      r[i] = (Grpc__Reflection__V1__ServerReflectionRequest)
+          GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+      q[i] = &r[i];
+    }
+    r[0].message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
+    r[0].list_services = "*";
+    r[1].message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL;
+    r[1].file_containing_symbol = "snowflake.v1.Snowflake.Next";
+    r[2].message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL;
+    r[2].file_containing_symbol = "nope.Symbol";
+    r[3].message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME;
+    r[3].file_by_filename = "grpc/health/v1/health.proto";
+    r[3].host = "h";
+    id = reflect_call(f, paths[p], q, 4, &b);
+    exchange(f, 3);
+    assert_int_equal(ans_of(f, id)->status, 200);
+    assert_int_equal(ans_of(f, id)->grpc_status, 0);
+    assert_true(ans_of(f, id)->closed);
+    a = reflect_reply(ans_of(f, id), 0);
+    assert_non_null(a);
+    assert_int_equal(a->list_services_response->n_service, 4);
+    assert_string_equal(a->list_services_response->service[0]->name,
+                        "snowflake.v1.Snowflake");
+    assert_string_equal(a->list_services_response->service[3]->name,
+                        "grpc.reflection.v1alpha.ServerReflection");
+    grpc__reflection__v1__server_reflection_response__free_unpacked(a, NULL);
+    a = reflect_reply(ans_of(f, id), 1);
+    assert_int_equal(a->file_descriptor_response->n_file_descriptor_proto, 1);
+    file = snowflake__internal__file__unpack(
+        NULL, a->file_descriptor_response->file_descriptor_proto[0].len,
+        a->file_descriptor_response->file_descriptor_proto[0].data);
+    assert_string_equal(file->name, "snowflake/v1/snowflake.proto");
+    assert_int_equal(file->n_service, 1);
+    snowflake__internal__file__free_unpacked(file, NULL);
+    assert_string_equal(a->original_request->file_containing_symbol,
+                        "snowflake.v1.Snowflake.Next");
+    grpc__reflection__v1__server_reflection_response__free_unpacked(a, NULL);
+    a = reflect_reply(ans_of(f, id), 2);
+    assert_int_equal(a->error_response->error_code, 5); /* NOT_FOUND */
+    assert_non_null(strstr(a->error_response->error_message, "nope.Symbol"));
+    grpc__reflection__v1__server_reflection_response__free_unpacked(a, NULL);
+    a = reflect_reply(ans_of(f, id), 3);
+    assert_string_equal(a->valid_host, "h");
+    file = snowflake__internal__file__unpack(
+        NULL, a->file_descriptor_response->file_descriptor_proto[0].len,
+        a->file_descriptor_response->file_descriptor_proto[0].data);
+    assert_string_equal(file->name, "grpc/health/v1/health.proto");
+    snowflake__internal__file__free_unpacked(file, NULL);
+    grpc__reflection__v1__server_reflection_response__free_unpacked(a, NULL);
+    fx_free(f);
+  }
+}
+
+/* The ledger of client stream ids (h2_ledger.c): closed, never opened,
+ * reset by the server, too old to know. */
+static void test_ledger(void **state) {
+  sf_h2_ledger l;
+  (void)state;
+  memset(&l, 0, sizeof l);
+  sf__h2_ledger_open(&l, 1);
+  sf__h2_ledger_open(&l, 3);
+  sf__h2_ledger_open(&l, 7); /* 5 skipped */
+  sf__h2_ledger_open(&l, 4); /* even: not the client's */
+  assert_int_equal(l.hi, 7);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 3), SF_H2_CLOSED);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 5), SF_H2_NEVER_OPENED);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 9), SF_H2_IGNORE); /* idle */
+  assert_int_equal(sf__h2_ledger_verdict(&l, 2), SF_H2_IGNORE);
+  sf__h2_ledger_reset(&l, 3);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 3), SF_H2_IGNORE);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 1), SF_H2_CLOSED);
+  /* 2 * SF_H2_LEDGER ids on: 1 and 3 are too old to know; 3's slot now
+   * holds 3 + 2 * SF_H2_LEDGER, skipped (never opened), its reset bit
+   * gone */
+  sf__h2_ledger_open(&l, 1 + 2 * SF_H2_LEDGER);
+  sf__h2_ledger_open(&l, 5 + 2 * SF_H2_LEDGER);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 1), SF_H2_IGNORE);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 3), SF_H2_IGNORE);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 3 + 2 * SF_H2_LEDGER),
+                   SF_H2_NEVER_OPENED);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 1 + 2 * SF_H2_LEDGER),
+                   SF_H2_CLOSED);
+  /* a jump past the window forgets everything but the new id */
+  sf__h2_ledger_open(&l, 99999);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 99997), SF_H2_NEVER_OPENED);
+  assert_int_equal(sf__h2_ledger_verdict(&l, 99999), SF_H2_CLOSED);
+}
+
 /* A client that asks for 100 large answers and reads nothing: the server
  * queues at most about SF_H2_OUT_PAUSE bytes and answers the rest once the
  * client reads. */
@@ -493,6 +825,11 @@ int main(void) {
       cmocka_unit_test(test_grpc_decode),
       cmocka_unit_test(test_grpc_errors),
       cmocka_unit_test(test_grpc_no_lease),
+      cmocka_unit_test(test_answered_at_end_of_headers),
+      cmocka_unit_test(test_header_limits),
+      cmocka_unit_test(test_health_watch),
+      cmocka_unit_test(test_ledger),
+      cmocka_unit_test(test_reflection),
       cmocka_unit_test(test_output_bounded_then_all_answered),
       cmocka_unit_test(test_garbage_after_preface_is_goaway),
   };

@@ -174,10 +174,34 @@ typedef struct bad_case {
   const char *status;
 } bad_case;
 
+/* Bytes that are no HTTP/1.x (no method first, a broken HTTP/2 preface)
+ * get no answer: the connection just closes. After a request, a bad method
+ * is a malformed request: 400. */
+static void test_not_http(void **state) {
+  static const char *const cases[] = {"\x01\x02garbage\r\n\r\n",
+                                      "INVALID CONNECTION PREFACE\r\n\r\n",
+                                      "PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"};
+  (void)state;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fixture *f = fx_new(0);
+    char *out = feed_str(f, cases[i]);
+    assert_string_equal(out, "");
+    assert_true(sf__http_closing(&f->c));
+    free(out);
+    fx_free(f);
+  }
+  fixture *f = fx_new(0);
+  char *out = feed_str(f, "GET /health HTTP/1.1\r\n\r\nGTE / HTTP/1.1\r\n\r\n");
+  assert_non_null(strstr(out, "200 OK"));
+  assert_non_null(strstr(out, "400 Bad Request"));
+  free(out);
+  fx_free(f);
+}
+
 static void test_bad_requests(void **state) {
   static char long_url[4000], big_hdr[10000];
   const bad_case cases[] = {
-      {"\x01\x02garbage\r\n\r\n", "400 Bad Request"},
+      {"GET /id\x01 HTTP/1.1\r\n\r\n", "400 Bad Request"},
       {"GET /id HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: "
        "3\r\n\r\n",
        "400 Bad Request"},
@@ -393,6 +417,7 @@ int main(void) {
       cmocka_unit_test(test_pipelined_in_order_and_byte_by_byte),
       cmocka_unit_test(test_head_no_body),
       cmocka_unit_test(test_bad_requests),
+      cmocka_unit_test(test_not_http),
       cmocka_unit_test(test_methods_and_params),
       cmocka_unit_test(test_http10_closes),
       cmocka_unit_test(test_output_pauses_parsing),

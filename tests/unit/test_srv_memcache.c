@@ -67,7 +67,7 @@ static void test_pipelined_and_cut_anywhere(void **state) {
     out = fx_feed(f, in, strlen(in), chunk, NULL);
     assert_int_equal(values(out, ids, 64), 50);
     assert_increasing_machine7(f, ids, 50);
-    assert_int_equal(fx_count(out, "VERSION " SF_VERSION_STRING "\r\n"), 50);
+    assert_int_equal(fx_count(out, "VERSION " SF_MC_VERSION "\r\n"), 50);
     free(out);
     fx_free(f);
   }
@@ -79,7 +79,7 @@ typedef struct exchange {
 
 static void test_other_commands(void **state) {
   static const exchange cases[] = {
-      {"version\r\n", "VERSION " SF_VERSION_STRING "\r\n"},
+      {"version\r\n", "VERSION " SF_MC_VERSION "\r\n"},
       {"\r\n", "ERROR\r\n"},
       {"get\r\n", "ERROR\r\n"},
       {"frobnicate x\r\n", "ERROR\r\n"},
@@ -88,15 +88,24 @@ static void test_other_commands(void **state) {
                         "only issues IDs (get, gets)\r\n"},
       {"set id 0 0 5\r\nhello\r\nversion\r\n",
        "CLIENT_ERROR storing is not supported: this server only issues IDs "
-       "(get, gets)\r\nVERSION " SF_VERSION_STRING "\r\n"},
+       "(get, gets)\r\nVERSION " SF_MC_VERSION "\r\n"},
       {"set id 0 0 5 noreply\r\nhello\r\nversion\r\n",
-       "VERSION " SF_VERSION_STRING "\r\n"},
+       "VERSION " SF_MC_VERSION "\r\n"},
       {"cas id 0 0 1 9\r\nx\r\n", "CLIENT_ERROR storing is not supported: "
                                   "this server only issues IDs (get, gets)"
                                   "\r\n"},
       {"set id 0 0\r\n", "CLIENT_ERROR bad command line format\r\n"},
       {"set id 0 0 x\r\n", "CLIENT_ERROR bad command line format\r\n"},
-      {"stats items\r\n", "CLIENT_ERROR only the general stats are kept\r\n"},
+      {"stats items\r\n", "END\r\n"},
+      {"stats sizes\r\n", "END\r\n"},
+      {"stats conns\r\n", "END\r\n"},
+      {"stats detail dump\r\n", "END\r\n"},
+      {"stats slabs\r\n", "STAT active_slabs 0\r\nSTAT total_malloced 0\r\n"
+                          "END\r\n"},
+      {"stats reset\r\n", "CLIENT_ERROR the counters are not reset: they "
+                          "only grow (Prometheus)\r\n"},
+      {"stats frob\r\n", "CLIENT_ERROR stats groups: settings, items, "
+                         "slabs, sizes, conns, extstore, detail dump\r\n"},
       {"get a\x01z\r\n", "CLIENT_ERROR bad key: over 250 bytes or a control "
                          "character\r\n"},
   };
@@ -111,8 +120,19 @@ static void test_other_commands(void **state) {
     free(out);
   }
   assert_false(f->proto->closing(f->c));
-  out = fx_str(f, "stats\r\n");
+  out = fx_str(f, "version\r\n");
+  assert_string_equal(out,
+                      "VERSION 1.4.0+snowflaked." SF_VERSION_STRING "\r\n");
+  free(out);
+  out = fx_str(f, "stats settings\r\n");
+  assert_memory_equal(out, "STAT maxconns ", 14);
+  assert_string_equal(out + strlen(out) - 5, "END\r\n");
+  free(out);
+  out = fx_str(f, "stats \r\n"); /* as libmemcached sends it */
   assert_memory_equal(out, "STAT pid ", 9);
+  assert_non_null(strstr(out, "\r\nSTAT version " SF_MC_VERSION "\r\n"));
+  assert_non_null(
+      strstr(out, "\r\nSTAT snowflaked_version " SF_VERSION_STRING "\r\n"));
   assert_non_null(strstr(out, "\r\nSTAT machine_id 7\r\n"));
   assert_non_null(strstr(out, "\r\nSTAT ids_issued 0\r\n"));
   assert_string_equal(out + strlen(out) - 5, "END\r\n");
