@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "http.h"
+#include "route.h"
+#include "text.h"
 #include "views.h"
 
 int sf__query_param(const sf_req *r, const char *name, const char **val,

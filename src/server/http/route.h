@@ -39,9 +39,6 @@ typedef struct sf_answer {
   int oom;               /* out of memory: the answer is lost, close */
 } sf_answer;
 
-/* The status codes of sf_st (http.c). */
-extern const int sf__st_code[SF_ST_COUNT];
-
 /* sf__route answers the request r into a (whose w, body_alloc and ctx the
  * caller set, the rest zeroed). The caller counts it by a->ep and a->st. */
 void sf__route(const sf_req *r, sf_answer *a);

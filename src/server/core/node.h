@@ -122,6 +122,10 @@ typedef struct sf_worker {
   size_t date_len;
 } sf_worker;
 
+/* The label of each endpoint and the code of each status (node.c). */
+extern const char *const sf__ep_label[SF_EP_COUNT];
+extern const int sf__st_code[SF_ST_COUNT];
+
 /* sf__worker_init allocates w's scratch; 0 or -1. sf__worker_set_date
  * refreshes its Date header from unix seconds. */
 int sf__worker_init(sf_worker *w, sf_node *node, sf_srv_stats *stats);

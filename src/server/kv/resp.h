@@ -16,9 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http.h"
 #include "node.h"
 #include "proto.h"
+#include "text.h"
 #include "wire.h"
 
 #define SF_RESP_ARGS_MAX 1024              /* arguments in one command */
@@ -69,7 +69,10 @@ static inline const char *sf__resp_arg(const sf_resp_conn *c, uint32_t i,
 }
 /* sf__resp_put appends n raw bytes to the output; on out of memory the
  * connection closes. */
-void sf__resp_put(sf_resp_conn *c, const void *p, size_t n);
+static inline void sf__resp_put(sf_resp_conn *c, const void *p, size_t n) {
+  if (sf__obuf_put(&c->out, p, n))
+    c->closing = 1;
+}
 /* sf__resp_err appends "-<text>\r\n", text with any byte outside printable
  * ASCII written as '?', so a reply stays one line. */
 void sf__resp_err(sf_resp_conn *c, const char *text);

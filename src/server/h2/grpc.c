@@ -1,7 +1,8 @@
 /*
  * grpc.c - the gRPC method table and the unary methods: de-frame the
  * request message, unpack it with protobuf-c, mint or decode, pack the
- * reply. Streaming methods are in grpc_stream.c and grpc_reflect.c.
+ * reply; grpc.health.v1's Check and Watch. Streaming calls run on
+ * grpc_stream.c; reflection is grpc_reflect.c's.
  *
  * IDs come only from sf__mint() and their parts from sf_decode(): this file
  * knows nothing of leases or bit layouts.
@@ -17,27 +18,6 @@
 #include "grpc_int.h"
 #include "mint.h"
 #include "snowflake/v1/snowflake.pb-c.h"
-
-static void *arena_alloc(void *data, size_t size) {
-  sf_grpc_arena *a = data;
-  size_t at = (a->used + 15) & ~(size_t)15;
-  if (size > SF_GRPC_ARENA || at > SF_GRPC_ARENA - size)
-    return NULL;
-  a->used = at + size;
-  return a->mem + at;
-}
-
-static void arena_free(void *data, void *p) {
-  (void)data;
-  (void)p;
-}
-
-void sf__grpc_arena_init(sf_grpc_arena *a) {
-  a->used = 0;
-  a->alloc.alloc = arena_alloc;
-  a->alloc.free = arena_free;
-  a->alloc.allocator_data = a;
-}
 
 typedef struct call {
   sf_worker *w;
@@ -191,6 +171,77 @@ static void m_health(call *c) {
   reply(c->r, &out.base);
 }
 
+/* Health/Watch, server streaming (grpc_stream.c carries it). */
+
+#define SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+#define NOT_SERVING                                                            \
+  GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+#define SERVICE_UNKNOWN                                                        \
+  GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
+
+static void report(sf_grpc_call *c, int status) {
+  Grpc__Health__V1__HealthCheckResponse out =
+      GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+  out.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)status;
+  c->last = status;
+  sf__grpc_send(c, &out.base);
+}
+
+/* The request names the service: its status now, then each change. A
+ * service this server does not have is SERVICE_UNKNOWN, and the call stays
+ * open (health.proto: it may become known); here it never does. */
+static void watch_msg(sf_grpc_call *c, const uint8_t *m, size_t n) {
+  sf_grpc_arena a;
+  Grpc__Health__V1__HealthCheckRequest *q;
+  int st;
+  if (c->msgs > 1) {
+    sf__grpc_end(c, SF_GRPC_INTERNAL,
+                 "Watch takes one request message, not more");
+    return;
+  }
+  sf__grpc_arena_init(&a);
+  q = grpc__health__v1__health_check_request__unpack(&a.alloc, n, m);
+  if (!q) {
+    sf__grpc_end(c, SF_GRPC_INVALID_ARGUMENT,
+                 "the request is not a grpc.health.v1.HealthCheckRequest");
+    return;
+  }
+  st = sf__grpc_health(c->w, q->service);
+  report(c, st < 0 ? SERVICE_UNKNOWN : st);
+}
+
+static void watch_half_close(sf_grpc_call *c) {
+  if (c->msgs == 0)
+    sf__grpc_end(c, SF_GRPC_INTERNAL,
+                 "Watch takes one request message, and none came");
+}
+
+static int watch_poll(sf_grpc_call *c) {
+  int st;
+  if (c->msgs == 0 || c->last == SERVICE_UNKNOWN)
+    return 0;
+  st = sf__grpc_health(c->w, "");
+  if (st == c->last)
+    return 0;
+  report(c, st);
+  return 1;
+}
+
+/* At shutdown a watcher hears NOT_SERVING (send no more calls here), then
+ * the call ends UNAVAILABLE, as a client retries elsewhere. */
+static void watch_shutdown(sf_grpc_call *c) {
+  if (c->msgs > 0 && c->last != SERVICE_UNKNOWN && c->last != NOT_SERVING)
+    report(c, NOT_SERVING);
+  sf__grpc_end(c, SF_GRPC_UNAVAILABLE, "the server is shutting down");
+}
+
+const sf_grpc_streamer sf__grpc_health_watch = {
+    .msg = watch_msg,
+    .half_close = watch_half_close,
+    .poll = watch_poll,
+    .shutdown = watch_shutdown,
+};
+
 struct sf_grpc_method {
   const char *path;
   size_t len;
@@ -292,12 +343,18 @@ static int deframe(call *c, const uint8_t *body, size_t len) {
   return 0;
 }
 
-const sf_grpc_streamer *sf__grpc_streamer(const sf_grpc_method *m) {
-  return m->stream;
-}
-
 int sf__grpc_streams(const sf_grpc_method *m) {
   return m->stream != NULL;
+}
+
+sf_grpc_call *sf__grpc_open(sf_worker *w, const sf_grpc_method *m) {
+  sf_grpc_call *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  c->w = w;
+  c->ops = m->stream;
+  c->last = -1;
+  return c;
 }
 
 void sf__grpc_call(sf_worker *w, const sf_grpc_method *m, const uint8_t *body,

@@ -7,18 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-const char *const sf__ep_label[SF_EP_COUNT] = {
-#define SF__EP_LABEL(name, label) label,
-    SF_EP_MAP(SF__EP_LABEL)
-#undef SF__EP_LABEL
-};
-
-const int sf__st_code[SF_ST_COUNT] = {
-#define SF__ST_CODE(code, reason) code,
-    SF_STATUS_MAP(SF__ST_CODE)
-#undef SF__ST_CODE
-};
-
 typedef struct status_line {
   const char *s;
   size_t len;
@@ -31,41 +19,6 @@ static const status_line status_lines[SF_ST_COUNT] = {
     SF_STATUS_MAP(SF__ST_LINE)
 #undef SF__ST_LINE
 };
-
-size_t sf__u64_dec(char *dst, uint64_t v) {
-  /* The library's decimal encoder, without its NUL. */
-  char tmp[SF_ID_BUFSIZE];
-  int n = sf_encode(v, SF_FORMAT_DEC, tmp, sizeof tmp);
-  memcpy(dst, tmp, (size_t)n);
-  return (size_t)n;
-}
-
-/* ------------------------------------------------------------ the worker */
-
-int sf__worker_init(sf_worker *w, sf_node *node, sf_srv_stats *stats) {
-  memset(w, 0, sizeof *w);
-  w->node = node;
-  w->stats = stats;
-  w->ids = malloc(sizeof *w->ids *
-                  (node->cfg->max_batch ? node->cfg->max_batch : 1));
-  if (!w->ids)
-    return -1;
-  sf__worker_set_date(w, (int64_t)time(NULL));
-  return 0;
-}
-
-void sf__worker_free(sf_worker *w) {
-  free(w->ids);
-  w->ids = NULL;
-}
-
-void sf__worker_set_date(sf_worker *w, int64_t unix_s) {
-  time_t t = (time_t)unix_s;
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  w->date_len = strftime(w->date, sizeof w->date,
-                         "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-}
 
 /* ---------------------------------------------------------------- output */
 

@@ -19,13 +19,11 @@
 #include "node.h"
 #include "proto.h"
 #include "route.h"
+#include "text.h"
 
-#define SF_HTTP_URL_MAX 2048     /* longer request target: 414 */
-#define SF_HTTP_URL_INLINE 256   /* request target kept inside the conn */
-#define SF_HTTP_HEADER_MAX 8192  /* larger header section: 431 */
-#define SF_HTTP_OUT_INLINE 2048  /* output kept inside the connection */
-#define SF_HTTP_OUT_PAUSE 262144 /* stop parsing with this much unsent */
-#define SF_HTTP_HEADROOM 512     /* room reserved for response headers */
+#define SF_HTTP_URL_INLINE 256  /* request target kept inside the conn */
+#define SF_HTTP_OUT_INLINE 2048 /* output kept inside the connection */
+#define SF_HTTP_HEADROOM 512    /* room reserved for response headers */
 
 /* Idle, a connection holds only its inline buffers: a request target
  * longer than SF_HTTP_URL_INLINE moves to the heap until its request is
@@ -69,10 +67,6 @@ static inline int sf__http_closing(const sf_http_conn *c) {
 
 /* ---- for the routes: building responses in c->out ---- */
 
-/* SF_PUT appends the string literal lit at p and moves p past it. */
-#define SF_PUT(p, lit)                                                         \
-  (memcpy((p), (lit), sizeof(lit) - 1), (p) += sizeof(lit) - 1)
-
 /* sf__http_body reserves room for a body of at most max bytes after the
  * headroom and returns where to write it, or NULL when out of memory. */
 char *sf__http_body(sf_http_conn *c, size_t max);
@@ -84,10 +78,5 @@ void sf__http_respond(sf_http_conn *c, sf_st st, const char *ctype,
 /* sf__http_error answers st with {"error": msg} (msg is JSON-escaped). */
 void sf__http_error(sf_http_conn *c, sf_st st, const char *msg,
                     const char *extra, size_t extra_len);
-/* sf__u64_dec writes v in decimal to dst (20 bytes suffice); returns the
- * length. */
-size_t sf__u64_dec(char *dst, uint64_t v);
-
-extern const char *const sf__ep_label[SF_EP_COUNT];
 
 #endif /* SF_SRV_HTTP_H */

@@ -17,46 +17,10 @@
 
 typedef void (*handler_fn)(const sf_req *r, sf_answer *a);
 
-char *sf__answer_body(sf_answer *a, size_t max) {
-  a->body = a->body_alloc(a->ctx, max);
-  if (!a->body)
-    a->oom = 1;
-  return a->body;
-}
-
 static void ok(sf_answer *a, const char *ctype, size_t len) {
   a->st = SF_ST_200;
   a->ctype = ctype;
   a->body_len = len;
-}
-
-size_t sf__json_error(char *dst, const char *msg) {
-  static const char hex[] = "0123456789abcdef";
-  char *p = dst;
-  SF_PUT(p, "{\"error\": \"");
-  for (const unsigned char *m = (const unsigned char *)msg; *m; m++) {
-    if (*m == '"' || *m == '\\') {
-      *p++ = '\\';
-      *p++ = (char)*m;
-    } else if (*m < 0x20 || *m >= 0x7f) {
-      SF_PUT(p, "\\u00");
-      *p++ = hex[*m >> 4];
-      *p++ = hex[*m & 15];
-    } else {
-      *p++ = (char)*m;
-    }
-  }
-  SF_PUT(p, "\"}");
-  return (size_t)(p - dst);
-}
-
-void sf__answer_error(sf_answer *a, sf_st st, const char *msg) {
-  char *b = sf__answer_body(a, SF_JSON_ERROR_MAX(strlen(msg)));
-  if (!b)
-    return;
-  a->st = st;
-  a->ctype = "application/json";
-  a->body_len = sf__json_error(b, msg);
 }
 
 /* mint_error answers a refused mint: 503 (500 for an internal error) with

@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "http.h"
 #include "mint.h"
+#include "text.h"
 
 static const char *const proto_label[SF_PROTO_COUNT] = {
 #define SF__PROTO_LABEL(name, label) label,

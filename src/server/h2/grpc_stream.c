@@ -1,8 +1,9 @@
 /*
  * grpc_stream.c - streaming gRPC calls (grpc.h): request messages taken
  * as their bytes arrive, whole or cut across DATA frames; framed replies
- * queued until the peer takes them; a status once the call ends. And the
- * one server-streaming method of grpc.health.v1.Health, Watch.
+ * queued until the peer takes them; a status once the call ends. The
+ * methods that stream (Health/Watch in grpc.c, reflection in
+ * grpc_reflect.c) sit above it.
  *
  * Bounds: a request message of at most SF_GRPC_MSG_MAX bytes (gathered in
  * a buffer only when it arrives cut), at most SF_GRPC_OUT_MAX bytes of
@@ -14,10 +15,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grpc/health/v1/health.pb-c.h"
 #include "grpc_int.h"
 
 #define SF_GRPC_OUT_MAX (256 * 1024)
+
+static void *arena_alloc(void *data, size_t size) {
+  sf_grpc_arena *a = data;
+  size_t at = (a->used + 15) & ~(size_t)15;
+  if (size > SF_GRPC_ARENA || at > SF_GRPC_ARENA - size)
+    return NULL;
+  a->used = at + size;
+  return a->mem + at;
+}
+
+static void arena_free(void *data, void *p) {
+  (void)data;
+  (void)p;
+}
+
+void sf__grpc_arena_init(sf_grpc_arena *a) {
+  a->used = 0;
+  a->alloc.alloc = arena_alloc;
+  a->alloc.free = arena_free;
+  a->alloc.allocator_data = a;
+}
 
 static uint32_t be32(const uint8_t *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
@@ -72,16 +93,6 @@ void sf__grpc_send(sf_grpc_call *c, const ProtobufCMessage *m) {
   p[4] = (uint8_t)n;
   protobuf_c_message_pack(m, p + 5);
   c->out_len += 5 + n;
-}
-
-sf_grpc_call *sf__grpc_open(sf_worker *w, const sf_grpc_method *m) {
-  sf_grpc_call *c = calloc(1, sizeof *c);
-  if (!c)
-    return NULL;
-  c->w = w;
-  c->ops = sf__grpc_streamer(m);
-  c->last = -1;
-  return c;
 }
 
 /* prefix_bad ends c for a message prefix it cannot take: 1, else 0. */
@@ -185,74 +196,3 @@ void sf__grpc_close(sf_grpc_call *c) {
   free(c->out);
   free(c);
 }
-
-/* ------------------------------------------------- grpc.health.v1 Watch */
-
-#define SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-#define NOT_SERVING                                                            \
-  GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
-#define SERVICE_UNKNOWN                                                        \
-  GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
-
-static void report(sf_grpc_call *c, int status) {
-  Grpc__Health__V1__HealthCheckResponse out =
-      GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-  out.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)status;
-  c->last = status;
-  sf__grpc_send(c, &out.base);
-}
-
-/* The request names the service: its status now, then each change. A
- * service this server does not have is SERVICE_UNKNOWN, and the call stays
- * open (health.proto: it may become known); here it never does. */
-static void watch_msg(sf_grpc_call *c, const uint8_t *m, size_t n) {
-  sf_grpc_arena a;
-  Grpc__Health__V1__HealthCheckRequest *q;
-  int st;
-  if (c->msgs > 1) {
-    sf__grpc_end(c, SF_GRPC_INTERNAL,
-                 "Watch takes one request message, not more");
-    return;
-  }
-  sf__grpc_arena_init(&a);
-  q = grpc__health__v1__health_check_request__unpack(&a.alloc, n, m);
-  if (!q) {
-    sf__grpc_end(c, SF_GRPC_INVALID_ARGUMENT,
-                 "the request is not a grpc.health.v1.HealthCheckRequest");
-    return;
-  }
-  st = sf__grpc_health(c->w, q->service);
-  report(c, st < 0 ? SERVICE_UNKNOWN : st);
-}
-
-static void watch_half_close(sf_grpc_call *c) {
-  if (c->msgs == 0)
-    sf__grpc_end(c, SF_GRPC_INTERNAL,
-                 "Watch takes one request message, and none came");
-}
-
-static int watch_poll(sf_grpc_call *c) {
-  int st;
-  if (c->msgs == 0 || c->last == SERVICE_UNKNOWN)
-    return 0;
-  st = sf__grpc_health(c->w, "");
-  if (st == c->last)
-    return 0;
-  report(c, st);
-  return 1;
-}
-
-/* At shutdown a watcher hears NOT_SERVING (send no more calls here), then
- * the call ends UNAVAILABLE, as a client retries elsewhere. */
-static void watch_shutdown(sf_grpc_call *c) {
-  if (c->msgs > 0 && c->last != SERVICE_UNKNOWN && c->last != NOT_SERVING)
-    report(c, NOT_SERVING);
-  sf__grpc_end(c, SF_GRPC_UNAVAILABLE, "the server is shutting down");
-}
-
-const sf_grpc_streamer sf__grpc_health_watch = {
-    .msg = watch_msg,
-    .half_close = watch_half_close,
-    .poll = watch_poll,
-    .shutdown = watch_shutdown,
-};

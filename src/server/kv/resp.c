@@ -25,28 +25,6 @@ enum {
 
 /* ---------------------------------------------------------------- output */
 
-void sf__resp_put(sf_resp_conn *c, const void *p, size_t n) {
-  if (sf__obuf_put(&c->out, p, n))
-    c->closing = 1;
-}
-
-void sf__resp_err(sf_resp_conn *c, const char *text) {
-  size_t n = strlen(text);
-  char *d = sf__obuf_reserve(&c->out, n + 3), *p = d;
-  if (!d) {
-    c->closing = 1;
-    return;
-  }
-  *p++ = '-';
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)text[i];
-    *p++ = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
-  }
-  *p++ = '\r';
-  *p++ = '\n';
-  c->out.len += (size_t)(p - d);
-}
-
 /* proto_error answers a malformed command and closes the connection: the
  * rest of the stream cannot be trusted to line up with commands. */
 static void proto_error(sf_resp_conn *c, const char *what) {

@@ -14,9 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http.h"
 #include "node.h"
 #include "proto.h"
+#include "text.h"
 #include "wire.h"
 
 #define SF_MC_LINE_MAX SF_HTTP_HEADER_MAX /* a command line, with its CRLF */

@@ -19,6 +19,12 @@
 
 #include "node.h"
 
+/* The limits every protocol keeps alike (HTTP/1.x's, HTTP/2's, a RESP
+ * command's and a memcached line's). */
+#define SF_HTTP_URL_MAX 2048     /* longer request target: 414 */
+#define SF_HTTP_HEADER_MAX 8192  /* larger header section: 431 */
+#define SF_HTTP_OUT_PAUSE 262144 /* stop parsing with this much unsent */
+
 typedef struct sf_proto {
   const char *name; /* "http", "h2", "redis", "memcached" */
   /* conn_new allocates a connection's state for worker w: NULL when out

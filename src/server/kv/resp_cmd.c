@@ -59,6 +59,25 @@ static void bulk(sf_resp_conn *c, const char *s, size_t n) {
   REPLY(c, "\r\n");
 }
 
+/* ------------------------------------------------------------ replies */
+
+void sf__resp_err(sf_resp_conn *c, const char *text) {
+  size_t n = strlen(text);
+  char *d = sf__obuf_reserve(&c->out, n + 3), *p = d;
+  if (!d) {
+    c->closing = 1;
+    return;
+  }
+  *p++ = '-';
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)text[i];
+    *p++ = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+  }
+  *p++ = '\r';
+  *p++ = '\n';
+  c->out.len += (size_t)(p - d);
+}
+
 /* ------------------------------------------------------------ minting */
 
 /* ids mints n IDs and answers them as one bulk string (array == 0, n == 1)
