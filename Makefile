@@ -7,6 +7,7 @@
 #   make test-ops     the systemd unit, man pages, alert rules and dashboard
 #   make test-conformance   h2spec, grpcurl, grpc-health-probe (go install,
 #                     pinned; skipped without Go), memcstat, against snowflaked
+#   make test-systemd-live   the unit under a real systemd (Docker; else SKIPPED)
 #   make SANITIZE=thread test-tsan   threaded generator tests under TSan
 #   make lint | format | install | uninstall | clean | bench | fuzz | e2e
 #   make nemesis [SEED=n] [DURATION=s]   MACHINE_ID=auto under faults (nemesis-ci: short)
@@ -71,7 +72,8 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 # happens in the fresh make it starts (SF_DEPS_READY=1).
 DEPS_INSTALL := run test test-unit test-integration test-ops test-conformance \
                 test-tsan bench bench-gen bench-http bench-resp bench-h2 \
-                bench-views bench-etcd-load soak fuzz fuzz-ci nemesis nemesis-ci
+                bench-views bench-etcd-load soak fuzz fuzz-ci nemesis nemesis-ci \
+                test-systemd-live
 DEPS_NONE := clean uninstall deps e2e
 DEPS_test := build test ops
 DEPS_test-unit := build test
@@ -93,6 +95,7 @@ DEPS_fuzz-ci := build fuzz
 DEPS_fuzz-build := build fuzz
 DEPS_nemesis := build test
 DEPS_nemesis-ci := build test
+DEPS_test-systemd-live := build docker
 deps_of = $(if $(filter $(DEPS_NONE),$(1)),,$(or $(DEPS_$(1)),build \
             $(if $(findstring tests/,$(1)),test) $(if $(filter build-fuzz/%,$(1)),fuzz)))
 GOALS := $(or $(MAKECMDGOALS),all)
@@ -216,7 +219,8 @@ SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) $(H2_CFLAGS) \
 SERVER_LIBS = $(UV_LIBS) $(H2_LIBS) $(ETCD_LIBS) -lpthread
 
 .PHONY: bench-gen bench-http bench-views bench-resp bench-h2 bench-etcd-load all run test test-unit test-integration test-ops test-conformance test-tsan lint format \
-        install uninstall clean bench fuzz fuzz-ci fuzz-build soak e2e deps nemesis nemesis-ci
+        install uninstall clean bench fuzz fuzz-ci fuzz-build soak e2e deps nemesis nemesis-ci \
+        test-systemd-live
 
 all: $(LIB_A) $(LIB_SO) $(CLI) $(SERVER) $(BUILD)/snowflake.pc
 
@@ -564,6 +568,16 @@ deps:
 # when no Docker engine answers.
 e2e:
 	bash tests/e2e/run.sh
+
+# The unit under a real systemd (PID 1 of a Docker container of
+# tests/e2e/systemd.Dockerfile): this build, installed with DESTDIR, copied in
+# and run with systemctl (readiness, a bad setting, restarts, stop, etcd
+# with TLS and auth through LoadCredential=). SKIPPED without a Docker engine.
+SYSTEMD_ROOT = $(abspath $(BUILD))/systemd-root
+test-systemd-live: all
+	rm -rf $(SYSTEMD_ROOT)
+	$(MAKE) --no-print-directory install DESTDIR=$(SYSTEMD_ROOT) PREFIX=/usr/local >/dev/null
+	$(PYTHON) tests/e2e/systemd.py $(SYSTEMD_ROOT)
 
 -include $(wildcard $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*.d)
 .SECONDARY: $(PROTO_C) $(PROTO_H) $(GEN)/descriptors.c

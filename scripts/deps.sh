@@ -19,10 +19,11 @@ pkgs_test="libcmocka-dev python3 python3-pytest faketime libfaketime curl openss
 pkgs_lint="cppcheck clang-format clang-tidy"
 pkgs_bench="wrk nginx-light procps redis-tools redis-server nghttp2-client"
 pkgs_fuzz="clang libclang-rt-14-dev"
-pkgs_docker="debootstrap docker-compose git python3"
+pkgs_docker="debootstrap docker-compose git openssl python3"
 pkgs_etcd="etcd-server etcd-client"
-# make test-ops: systemd-analyze, mandoc, man (Documentation= links), promtool
-pkgs_ops="systemd mandoc man-db prometheus python3-yaml"
+# make test-ops: systemd-analyze, mandoc, man (Documentation= links), promtool,
+# procps (ps(1), which snowflaked(8) names: mandoc -T lint wants it found)
+pkgs_ops="systemd mandoc man-db prometheus python3-yaml procps"
 
 check=0
 if [ "${1:-}" = --check ]; then

@@ -41,6 +41,7 @@ PER_NODE = 50_000  # IDs fetched from each node in the concurrent phase
 BATCH = 500  # /ids?count= in the batch workers
 SINGLE_PER_WORKER = 2_500  # /id calls per single-ID worker
 MACHINE_SHIFT, MACHINE_MASK = 12, (1 << 10) - 1  # the default layout
+PROD_MAX_BYTES = 6 << 20  # the production image's size bound
 
 
 class Failure(Exception):
@@ -449,7 +450,11 @@ def test_dockerfile(dockerfile, ports, files, row):
         log("  image %s: %.2f MB; up --build took %.0f s" %
             (cl.image, size / 1e6, row["build_up_s"]))
         if dockerfile.endswith(".prod") or dockerfile == "Dockerfile":
-            check(size <= 2 * 1024 * 1024, "prod image is %d bytes > 2 MiB" % size)
+            # 5.52 MB since OpenSSL is linked in for https etcd (README: the
+            # etcd client, chosen by measurement); a bound that catches
+            # another library or a debug build slipping in.
+            check(size <= PROD_MAX_BYTES, "prod image is %d bytes > %d MiB" %
+                  (size, PROD_MAX_BYTES >> 20))
             user = run(["docker", "image", "inspect", "-f", "{{.Config.User}}",
                         cl.image]).stdout.strip()
             check(user == "65534:65534", "prod image runs as %r" % user)

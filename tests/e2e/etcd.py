@@ -1,18 +1,35 @@
 #!/usr/bin/python3
 """End-to-end test of docker-compose.etcd.yml: one etcd, three snowflaked
-nodes that lease their machine ids from it (MACHINE_ID=auto).
+nodes of the production image that lease their machine ids from it
+(MACHINE_ID=auto), first as shipped (plain http), then against an etcd run as
+production etcds are: https only, client certificates, auth.
 
 Run by tests/e2e/run.sh after the Dockerfile phases (which took their own
-project down). Steps: compose up -d --build; all three nodes healthy; three
-distinct machine ids on /id and /metrics, and etcd's keys under the prefix
-name exactly those ids, each bound to a lease; 3 x 10,000 IDs fetched
-concurrently through /ids, no duplicate, every ID carrying its node's machine
-id; `compose stop node2` (SIGTERM) exits 0 and its key is gone as soon as stop
-returns (the lease was revoked, not left to expire); `compose start node2`
-makes it healthy again with an id distinct from the other two, which kept
-theirs, and 10,000 IDs from it are new; then down -v. No step asserts on
-timing: the waits only have generous deadlines. Prints one line per step,
-a timing line, and `e2e etcd: PASS` or `e2e etcd: FAIL: ...`.
+project down). Two parts, in one compose project:
+
+1. As shipped: compose up -d --build with docker-compose.etcd.yml alone; all
+   three nodes healthy with three distinct machine ids, etcd's keys naming
+   exactly those; down -v. This is a user's first `up`.
+2. TLS and auth (tests/e2e/compose.etcd.tls.yml over the shipped file):
+   openssl makes a CA, etcd's certificate (DNS:etcd, IP:127.0.0.1, server
+   and client use) and a client certificate without a CommonName; etcd
+   starts with https client URLs and --client-cert-auth; etcdctl adds root
+   and a user "snowflake" whose role has readwrite on the prefix only, and
+   enables auth (that user is then refused outside the prefix, and a request
+   without a user is refused); the nodes start with the CA, the client
+   certificate and key, ETCD_USERNAME and a mounted ETCD_PASSWORD_FILE.
+   Then: all three healthy; three distinct machine ids on /id and /metrics,
+   and etcd's keys under the prefix name exactly those ids, each bound to a
+   lease; 3 x 10,000 IDs fetched concurrently through /ids, no duplicate,
+   every ID carrying its node's machine id; each id's mark above its IDs;
+   `compose stop node2` (SIGTERM) exits 0 and its key is gone as soon as stop
+   returns (the lease was revoked, not left to expire); `compose start
+   node2` makes it healthy again with an id distinct from the other two,
+   which kept theirs, and 10,000 IDs from it are new; then down -v.
+
+No step asserts on timing: the waits only have generous deadlines. Prints
+one line per step, a timing line, and `e2e etcd: PASS` or
+`e2e etcd: FAIL: ...`.
 
 Environment: COMPOSE ("docker compose" or "docker-compose"),
 E2E_ETCD_PROJECT (compose project name), E2E_BUILD_NETWORK (auto | host |
@@ -24,11 +41,14 @@ import http.client
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2e import (  # noqa: E402  (the helpers of the Dockerfile phases)
@@ -45,25 +65,138 @@ PREFIX = "/snowflake/machines/"  # ETCD_PREFIX in docker-compose.etcd.yml
 PER_NODE = 10_000  # IDs from each node in the concurrent fetch
 BATCH = 500  # /ids?count=
 HEALTHY_WITHIN_S = 240  # a deadline for the wait, not an assertion on speed
+OPENSSL = shutil.which("openssl") or "openssl"
+USER = "snowflake"  # ETCD_USERNAME in compose.etcd.tls.yml
+ROOT_PW = "root-%s" % uuid.uuid4().hex[:12]
+USER_PW = "sf-%s" % uuid.uuid4().hex[:12]
+PKI_IN_ETCD = "/etc/etcd/pki/"  # where compose.etcd.tls.yml mounts etcd/
+NOBODY = 65534  # etcd's and the nodes' uid and gid
 
 
 def log(msg):
     print("e2e etcd: " + msg, flush=True)
 
 
+def make_pki(d):
+    """Fills d (see compose.etcd.tls.yml) with openssl: a CA; etcd's
+    certificate for DNS:etcd and IP:127.0.0.1, good for clients too (etcd
+    3.4's gateway presents it to etcd's own gRPC port); one client
+    certificate without a CommonName (with auth on, etcd 3.4's gateway
+    refuses a client certificate that has one); the password file. Issued
+    now, for two days: the containers share the host's clock."""
+    def ssl(*args):
+        p = subprocess.run([OPENSSL] + list(args), cwd=d, capture_output=True,
+                           text=True, timeout=60)
+        check(p.returncode == 0, "openssl %s: %s" % (" ".join(args), p.stderr))
+
+    def key(name):
+        ssl("genpkey", "-algorithm", "EC", "-pkeyopt",
+            "ec_paramgen_curve:P-256", "-out", name + ".key")
+
+    def issue(name, subj, ext):
+        key(name)
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write(ext + "\n")
+        ssl("req", "-new", "-key", name + ".key", "-out", name + ".csr",
+            "-subj", subj)
+        ssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey",
+            "ca.key", "-CAcreateserial", "-out", name + ".pem", "-days", "2",
+            "-extfile", name + ".ext")
+
+    key("ca")
+    ssl("req", "-x509", "-new", "-key", "ca.key", "-out", "ca.pem", "-days",
+        "2", "-subj", "/CN=snowflake e2e CA")
+    issue("server", "/CN=etcd", "subjectAltName=DNS:etcd,IP:127.0.0.1\n"
+          "extendedKeyUsage=serverAuth,clientAuth")
+    issue("client", "/O=snowflaked", "extendedKeyUsage=clientAuth")
+    with open(os.path.join(d, "password"), "w") as f:
+        f.write(USER_PW + "\n")
+    give = {"etcd": ["ca.pem", "server.pem", "server.key", "client.pem",
+                     "client.key"],
+            "node": ["ca.pem", "client.pem", "client.key", "password"]}
+    for sub, names in give.items():
+        os.mkdir(os.path.join(d, sub), 0o700)
+        for n in names:
+            shutil.copy(os.path.join(d, n), os.path.join(d, sub, n))
+            os.chmod(os.path.join(d, sub, n),
+                     0o600 if n.endswith(".key") or n == "password" else 0o644)
+        for p in [sub] + [os.path.join(sub, n) for n in names]:
+            try:
+                os.chown(os.path.join(d, p), NOBODY, NOBODY)
+            except PermissionError:  # not root: readable by all, then
+                os.chmod(os.path.join(d, p), 0o755 if p == sub else 0o644)
+
+
 class EtcdCluster(ComposeProject):
-    def __init__(self, ports, files):
-        super().__init__(PROJECT, ports, files)
+    """The compose project; with pki (a folder made by make_pki), over
+    compose.etcd.tls.yml, and etcdctl speaks TLS as root."""
+
+    def __init__(self, ports, files, pki=None):
+        env = {"E2E_ETCD_PKI": pki} if pki else {}
+        super().__init__(PROJECT, ports, files, **env)
+        self.tls = pki is not None
 
     def state(self, service):
         doc = json.loads(run(["docker", "inspect", self.cid(service)]).stdout)
         return doc[0]["State"]
 
-    def etcdctl(self, *args):
-        p = run(["docker", "exec", "-e", "ETCDCTL_API=3", self.cid("etcd"),
-                 "etcdctl", "--endpoints", "http://127.0.0.1:2379"] + list(args),
-                timeout=60)
-        return p.stdout
+    def etcdctl_cmd(self, user="root"):
+        """docker exec ... etcdctl in etcd's container, as user (None: no
+        user; root: root's password; else "name:password")."""
+        cmd = ["docker", "exec", "-e", "ETCDCTL_API=3"]
+        if self.tls:
+            cmd += ["-e", "ETCDCTL_ENDPOINTS=https://127.0.0.1:2379",
+                    "-e", "ETCDCTL_CACERT=" + PKI_IN_ETCD + "ca.pem",
+                    "-e", "ETCDCTL_CERT=" + PKI_IN_ETCD + "client.pem",
+                    "-e", "ETCDCTL_KEY=" + PKI_IN_ETCD + "client.key"]
+            if user:
+                cmd += ["-e", "ETCDCTL_USER=" + (
+                    "root:" + ROOT_PW if user == "root" else user)]
+        else:
+            cmd += ["-e", "ETCDCTL_ENDPOINTS=http://127.0.0.1:2379"]
+        return cmd + [self.cid("etcd")]
+
+    def etcdctl(self, *args, user="root", check_rc=True):
+        p = run(self.etcdctl_cmd(user) + ["etcdctl"] + list(args),
+                timeout=60, check_rc=check_rc)
+        return p if not check_rc else p.stdout
+
+    def secure(self):
+        """Waits for etcd to answer, then the README's lines: root, a role
+        with readwrite on PREFIX only, its user, auth on; one shell in etcd's
+        container (before auth is on, no user is needed)."""
+        deadline = time.time() + HEALTHY_WITHIN_S
+        while self.etcdctl("endpoint", "health", user=None,
+                           check_rc=False).returncode != 0:
+            if time.time() > deadline:
+                print(self.compose("logs", "--tail", "30", "etcd",
+                                   check_rc=False).stdout)
+                raise Failure("etcd did not answer over TLS within %d s"
+                              % HEALTHY_WITHIN_S)
+            time.sleep(0.5)
+        script = "set -e; " + "; ".join("etcdctl " + " ".join(a) for a in (
+            ["user", "add", "root:" + ROOT_PW],
+            ["user", "grant-role", "root", "root"],
+            ["role", "add", USER],
+            ["role", "grant-permission", USER, "--prefix=true", "readwrite",
+             PREFIX],
+            ["user", "add", "%s:%s" % (USER, USER_PW)],
+            ["user", "grant-role", USER, USER],
+            ["auth", "enable"]))
+        run(self.etcdctl_cmd(None) + ["sh", "-c", script], timeout=60)
+
+    def check_auth(self):
+        """Auth is on and the nodes' user reaches the prefix only."""
+        as_user = "%s:%s" % (USER, USER_PW)
+        self.etcdctl("get", "--prefix", PREFIX, user=as_user)
+        p = self.etcdctl("put", "/elsewhere", "x", user=as_user,
+                         check_rc=False)
+        check(p.returncode != 0 and "permission denied" in p.stdout,
+              "user %s wrote outside %s: exit %d, %r" %
+              (USER, PREFIX, p.returncode, p.stdout))
+        p = self.etcdctl("get", "--prefix", PREFIX, user=None, check_rc=False)
+        check(p.returncode != 0, "a request without a user was served: %r"
+              % p.stdout)
 
     def keys(self, marks=None):
         """{machine id: lease id} of the holder keys under PREFIX; the
@@ -205,7 +338,8 @@ def fetch_all(cl, mids, per_node):
     return {n: [x for lst in outs[n] for x in lst] for n in mids}
 
 
-def test(ports, files, times):
+def test_as_shipped(ports, files, times):
+    """docker-compose.etcd.yml alone, plain http: a user's first `up`."""
     cl = EtcdCluster(ports, files)
     cl.down()
     try:
@@ -213,9 +347,41 @@ def test(ports, files, times):
         cl.compose("up", "-d", "--build")
         times["up_build_s"] = time.time() - t0
         wait_healthy(cl, NODES, t0)
-        times["healthy_s"] = time.time() - t0
-        log("up --build: %.0f s; all three nodes healthy %.0f s after up began"
-            % (times["up_build_s"], times["healthy_s"]))
+        mids = machine_ids(cl, NODES)
+        check(len(set(mids.values())) == 3, "machine ids not distinct: %r" % mids)
+        check_keys(cl, mids)
+        log("as shipped (http): up --build %.0f s; all three nodes healthy "
+            "%.0f s after up began, machine ids %s, etcd's keys name them" % (
+                times["up_build_s"], time.time() - t0,
+                " ".join("%s=%d" % (n, mids[n]) for n in NODES)))
+    finally:
+        t1 = time.time()
+        cl.down()
+        times["down_s"] = time.time() - t1
+    times["shipped_s"] = time.time() - t0
+
+
+def test(ports, files, times):
+    pki = tempfile.mkdtemp(prefix="sf-e2e-pki-")
+    cl = EtcdCluster(ports, files + [os.path.join(HERE, "compose.etcd.tls.yml")],
+                     pki)
+    cl.down()
+    try:
+        t0 = time.time()
+        make_pki(pki)
+        cl.compose("up", "-d", "etcd")
+        cl.secure()
+        cl.check_auth()
+        times["secure_s"] = time.time() - t0
+        log("TLS: certificates made (openssl), etcd up with https and "
+            "--client-cert-auth, auth on: user %s reads %s, is denied "
+            "outside it, no user is denied (%.0f s)" %
+            (USER, PREFIX, times["secure_s"]))
+        t0 = time.time()
+        cl.compose("up", "-d")
+        wait_healthy(cl, NODES, t0)
+        log("TLS: all three nodes healthy %.0f s after up began" %
+            (time.time() - t0))
 
         mids = machine_ids(cl, NODES)
         check(len(set(mids.values())) == 3, "machine ids not distinct: %r" % mids)
@@ -224,6 +390,12 @@ def test(ports, files, times):
             "each on its own lease" % (
                 " ".join("%s=%d" % (n, mids[n]) for n in NODES),
                 " ".join(PREFIX + str(m) for m in sorted(leases))))
+        for node in NODES:
+            logs = run(["docker", "logs", cl.cid(node)]).stdout
+            metrics = get(cl.ports[node], "/metrics")[1].decode()
+            check(USER_PW not in logs and USER_PW not in metrics,
+                  "%s shows the etcd password in its log or /metrics" % node)
+        log("the password is in no node's log and no /metrics")
 
         got = fetch_all(cl, mids, PER_NODE)
         seen = set()
@@ -286,7 +458,8 @@ def test(ports, files, times):
     finally:
         t2 = time.time()
         cl.down()
-        times["down_s"] = time.time() - t2
+        times["down_s"] = times.get("down_s", 0) + time.time() - t2
+        shutil.rmtree(pki, ignore_errors=True)
 
 
 def build_files():
@@ -304,14 +477,19 @@ def main():
     try:
         ports = free_ports()
         log("project %s, docker-compose.etcd.yml, host ports %s" % (PROJECT, ports))
-        test(ports, build_files(), times)
+        files = build_files()
+        test_as_shipped(ports, files, times)
+        test(ports, files, times)
     except (Failure, subprocess.TimeoutExpired, OSError, KeyError,
             ValueError) as e:
         log("phase took %.0f s" % (time.time() - t0))
         print("e2e etcd: FAIL: %s" % e, flush=True)
         return 1
-    log("phase took %.0f s (up --build %.0f s, down -v %.0f s)" % (
-        time.time() - t0, times.get("up_build_s", 0), times.get("down_s", 0)))
+    log("phase took %.0f s (as shipped %.0f s, of which up --build %.0f s; "
+        "TLS set-up %.0f s; down -v %.0f s)" % (
+            time.time() - t0, times.get("shipped_s", 0),
+            times.get("up_build_s", 0), times.get("secure_s", 0),
+            times.get("down_s", 0)))
     print("e2e etcd: PASS", flush=True)
     return 0
 

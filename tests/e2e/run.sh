@@ -7,7 +7,9 @@
 # (building it with debootstrap on machines without a registry), and runs
 # tests/e2e/e2e.py against Dockerfile.dev, .simple and .prod in a compose
 # project of its own, then tests/e2e/etcd.py against docker-compose.etcd.yml
-# (etcd + three nodes with MACHINE_ID=auto) in another, then
+# (etcd + three nodes with MACHINE_ID=auto; as shipped, then with TLS,
+# client certificates and auth: tests/e2e/compose.etcd.tls.yml) in another,
+# then
 # tests/e2e/fresh.py: the README's `make test` and `make run` in a clean
 # clone of HEAD on a bare container of the base image with only make
 # installed. Each project and the container are taken down (with their

@@ -316,6 +316,8 @@ static void watch_signals(void) {
   uv_signal_start(&sigint, on_signal, SIGINT);
 }
 
+#define LAPSED "the lease ran out: etcd answered no keepalive in time"
+
 /* status says what `systemctl status` shows: the port and the machine id
  * IDs are issued under, or why none is. */
 static void status(const snowflaked *d, char *buf, size_t n) {
@@ -332,10 +334,17 @@ static void status(const snowflaked *d, char *buf, size_t n) {
   if (ls.machine_id >= 0)
     snprintf(buf, n, "serving on port %u, machine id %lld (etcd lease)", port,
              (long long)ls.machine_id);
-  else
+  else {
+    /* No cause recorded while the deadline passed with a keepalive still
+     * pending (etcd frozen or slow): say that rather than a state name. */
+    const char *why = ls.why[0] ? ls.why
+                      : ls.state == SF_LEASE_LOST
+                          ? LAPSED
+                          : sf__lease_state_name(ls.state);
     snprintf(buf, n,
              "listening on port %u, issuing no IDs: waiting for etcd: %.180s",
-             port, ls.why[0] ? ls.why : sf__lease_state_name(ls.state));
+             port, why);
+  }
 }
 
 static void on_status_timer(uv_timer_t *t) {
