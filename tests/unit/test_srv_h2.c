@@ -3,7 +3,7 @@
  * an nghttp2 client session in the same process talks to sf__proto_h2
  * through memory, with no sockets, on a fake clock and a fake lease.
  */
-#include "sf_test.h"
+#include "node_fx.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,38 +29,12 @@ typedef struct answer {
 } answer;
 
 typedef struct fixture {
-  sf_srv_config cfg;
-  fake_clock clk;
-  sf_gen *gen;
-  sf_srv_stats stats;
-  sf_node node;
-  sf_worker w;
-  int64_t lease; /* what the fake lease answers; its node->lease is set
-                    only by tests that want one */
-  void *pc;      /* the server's connection */
+  node_fx n; /* its lease is on only in tests that want one */
+  void *pc;  /* the server's connection */
   nghttp2_session *cli;
   answer ans[MAX_STREAMS];
   int goaway;
 } fixture;
-
-static int fake_snapshot(void *ctx, sf_lease_snap *s) {
-  fixture *f = ctx;
-  s->id = f->lease;
-  s->gen = 1;
-  s->floor_ms = 0;
-  s->mark_ms = INT64_MAX;
-  return f->lease < 0 ? -1 : 0;
-}
-
-static const sf_lease_ops fake_ops = {fake_snapshot, NULL, NULL, NULL};
-
-static int64_t node_clock(void *ctx) {
-  return ((fixture *)ctx)->clk.now_ns;
-}
-
-static int64_t gen_clock(void *ctx) {
-  return fake_clock_read(&((fixture *)ctx)->clk);
-}
 
 static answer *ans_of(fixture *f, int32_t id) {
   assert_true(id > 0 && (id - 1) / 2 < MAX_STREAMS);
@@ -118,30 +92,11 @@ static int cli_frame(nghttp2_session *s, const nghttp2_frame *fr, void *ud) {
 
 static fixture *fx_new(void) {
   fixture *f = calloc(1, sizeof *f);
-  sf_config gc;
   nghttp2_session_callbacks *cb;
   assert_non_null(f);
-  f->cfg.max_batch = 1000;
-  f->cfg.threads = 1;
-  f->cfg.clock_tolerance_ms = 10;
-  f->clk.now_ns = at_ms(1000000);
-  f->clk.step_ns = 1000;
-  f->lease = 5;
-  sf_config_init(&gc);
-  gc.machine_id = 7;
-  gc.clock = gen_clock;
-  gc.clock_ctx = f;
-  assert_int_equal(sf_gen_new(&gc, &f->gen), 0);
-  f->node.gen = f->gen;
-  f->node.layout = sf_gen_layout(f->gen);
-  f->node.cfg = &f->cfg;
-  f->node.clock = node_clock;
-  f->node.clock_ctx = f;
-  f->node.lease_ctx = f;
-  f->node.stats = &f->stats;
-  f->node.nstats = 1;
-  assert_int_equal(sf__worker_init(&f->w, &f->node, &f->stats), 0);
-  f->pc = sf__proto_h2.conn_new(&f->w);
+  node_fx_init(&f->n, 1000);
+  f->n.still_node_clock = 1;
+  f->pc = sf__proto_h2.conn_new(&f->n.w);
   assert_non_null(f->pc);
   assert_int_equal(nghttp2_session_callbacks_new(&cb), 0);
   nghttp2_session_callbacks_set_on_header_callback(cb, cli_header);
@@ -160,8 +115,7 @@ static void fx_free(fixture *f) {
     free(f->ans[i].body);
   nghttp2_session_del(f->cli);
   sf__proto_h2.conn_free(f->pc);
-  sf__worker_free(&f->w);
-  sf_gen_free(f->gen);
+  node_fx_free(&f->n);
   free(f);
 }
 
@@ -317,9 +271,9 @@ static void test_id_over_h2(void **state) {
   assert_non_null(strstr((char *)ans_of(f, a)->body, "\"machine_id\": 7}"));
   assert_int_equal(ans_of(f, b)->status, 200);
   assert_int_equal(ans_of(f, b)->body_len, 0); /* HEAD */
-  assert_int_equal(f->stats.requests[SF_EP_ID][SF_ST_200], 1);
-  assert_int_equal(f->stats.proto_requests[SF_PROTO_H2], 2);
-  assert_int_equal(f->stats.ids_issued, 1);
+  assert_int_equal(f->n.stats->requests[SF_EP_ID][SF_ST_200], 1);
+  assert_int_equal(f->n.stats->proto_requests[SF_PROTO_H2], 2);
+  assert_int_equal(f->n.stats->ids_issued, 1);
   fx_free(f);
 }
 
@@ -334,7 +288,7 @@ static void test_routes_errors_over_h2(void **state) {
   assert_int_equal(ans_of(f, a)->status, 404);
   assert_int_equal(ans_of(f, b)->status, 405);
   assert_int_equal(ans_of(f, c)->status, 400);
-  assert_int_equal(f->stats.ids_issued, 0);
+  assert_int_equal(f->n.stats->ids_issued, 0);
   fx_free(f);
 }
 
@@ -365,8 +319,8 @@ static void test_grpc_next(void **state) {
     assert_true(r->ids[i] > r->ids[i - 1]);
   snowflake__v1__next_reply__free_unpacked(r, NULL);
   assert_string_equal(ans_of(f, one)->content_type, "application/grpc");
-  assert_int_equal(f->stats.proto_requests[SF_PROTO_GRPC], 2);
-  assert_int_equal(f->stats.ids_issued, 301);
+  assert_int_equal(f->n.stats->proto_requests[SF_PROTO_GRPC], 2);
+  assert_int_equal(f->n.stats->ids_issued, 301);
   fx_free(f);
 }
 
@@ -426,7 +380,7 @@ static void test_grpc_errors(void **state) {
     assert_int_equal(ans_of(f, id)->grpc_status, cases[i].status);
     assert_non_null(strstr(ans_of(f, id)->grpc_message, cases[i].word));
     assert_int_equal(ans_of(f, id)->body_len, 0); /* Trailers-Only */
-    assert_int_equal(f->stats.ids_issued, 0);
+    assert_int_equal(f->n.stats->ids_issued, 0);
     fx_free(f);
   }
 }
@@ -442,10 +396,10 @@ static void test_grpc_no_lease(void **state) {
   size_t len;
   int32_t serving, next, not_serving;
   (void)state;
-  f->node.lease = &fake_ops;
+  node_fx_lease_on(&f->n, 5);
   serving = call(f, "/grpc.health.v1.Health/Check", &h.base, 0, &b1);
   exchange(f, 0);
-  f->lease = -1; /* the lease is lost */
+  f->n.lease.id = -1; /* the lease is lost */
   next = call(f, "/snowflake.v1.Snowflake/Next", &q.base, 0, &b2);
   not_serving = call(f, "/grpc.health.v1.Health/Check", &h.base, 0, &b3);
   exchange(f, 0);
@@ -465,7 +419,7 @@ static void test_grpc_no_lease(void **state) {
       hr->status,
       GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
   grpc__health__v1__health_check_response__free_unpacked(hr, NULL);
-  assert_int_equal(f->stats.ids_issued, 0);
+  assert_int_equal(f->n.stats->ids_issued, 0);
   fx_free(f);
 }
 
@@ -515,7 +469,7 @@ static void test_answered_at_end_of_headers(void **state) {
     }
     assert_true(a->closed);
     assert_false(a->reset); /* RST_STREAM NO_ERROR */
-    assert_int_equal(f->stats.ids_issued, 0);
+    assert_int_equal(f->n.stats->ids_issued, 0);
     fx_free(f);
   }
 }
@@ -550,7 +504,7 @@ static void test_header_limits(void **state) {
   assert_int_equal(ans_of(f, g)->grpc_status, 8); /* RESOURCE_EXHAUSTED */
   assert_true(ans_of(f, g)->closed);
   assert_int_equal(ans_of(f, ok)->status, 200);
-  assert_int_equal(f->stats.ids_issued, 0);
+  assert_int_equal(f->n.stats->ids_issued, 0);
   fx_free(f);
 }
 
@@ -586,7 +540,7 @@ static void test_health_watch(void **state) {
   int st[8];
   int32_t all, other;
   (void)state;
-  f->node.lease = &fake_ops;
+  node_fx_lease_on(&f->n, 5);
   all = call(f, "/grpc.health.v1.Health/Watch", &h.base, 0, &b1);
   h.service = "nope.v1.Svc";
   other = call(f, "/grpc.health.v1.Health/Watch", &h.base, 0, &b2);
@@ -597,10 +551,10 @@ static void test_health_watch(void **state) {
   assert_int_equal(st[0], 1); /* SERVING */
   assert_int_equal(watch_statuses(ans_of(f, other), st, 8), 1);
   assert_int_equal(st[0], 3); /* SERVICE_UNKNOWN */
-  f->lease = -1;              /* the lease is lost */
+  f->n.lease.id = -1;         /* the lease is lost */
   sf__proto_h2.tick(f->pc);
   exchange(f, 0);
-  f->lease = 5; /* and back */
+  f->n.lease.id = 5; /* and back */
   sf__proto_h2.tick(f->pc);
   sf__proto_h2.tick(f->pc); /* no change: nothing more */
   exchange(f, 0);
@@ -789,14 +743,14 @@ static void test_output_bounded_then_all_answered(void **state) {
                    (size_t)n);
   waiting = sf__proto_h2.output(f->pc, &out);
   assert_true(waiting > 0 && waiting <= SF_H2_OUT_PAUSE + 16384 + 9);
-  assert_true(f->stats.ids_issued < 100 * 1000); /* the rest wait */
+  assert_true(f->n.stats->ids_issued < 100 * 1000); /* the rest wait */
   server_to_client(f);
   exchange(f, 0);
   for (int i = 0; i < 100; i++) {
     assert_int_equal(ans_of(f, ids[i])->status, 200);
     assert_true(ans_of(f, ids[i])->body_len > 1000 * 14); /* 13 digits, ", " */
   }
-  assert_int_equal(f->stats.ids_issued, 100 * 1000);
+  assert_int_equal(f->n.stats->ids_issued, 100 * 1000);
   fx_free(f);
 }
 

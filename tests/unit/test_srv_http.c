@@ -2,7 +2,7 @@
  * test_srv_http.c - the pure connection core: bytes in, responses out, no
  * sockets. A fake clock makes the generator's answers predictable.
  */
-#include "sf_test.h"
+#include "node_fx.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,72 +11,24 @@
 #include "http.h"
 
 typedef struct fixture {
-  sf_srv_config cfg;
-  fake_clock clk;
-  sf_gen *gen;
-  sf_srv_stats stats;
-  sf_node node;
-  sf_worker w;
+  node_fx n;
   sf_http_conn c;
-  int64_t lease;      /* what the fake lease answers */
-  uint64_t lease_gen; /* and the generation it reports */
-  int64_t mark_ms;    /* and its mark (0: none) */
-  unsigned kicks;     /* sf__lease_kick calls */
 } fixture;
 
-static int fake_snapshot(void *ctx, sf_lease_snap *s) {
-  fixture *f = ctx;
-  s->id = f->lease;
-  s->gen = f->lease_gen;
-  s->floor_ms = 0;
-  s->mark_ms = f->mark_ms ? f->mark_ms : INT64_MAX;
-  return f->lease < 0 ? -1 : 0;
-}
-
-static void fake_kick(void *ctx) {
-  ((fixture *)ctx)->kicks++;
-}
-
-static const sf_lease_ops fake_lease_ops = {fake_snapshot, fake_kick, NULL,
-                                            NULL};
-
-static int64_t fx_gen_clock(void *ctx) {
-  fixture *f = ctx;
-  return fake_clock_read(&f->clk);
-}
-
+/* fx_new builds a node whose state file's mark is floor_unix_ms (0: none)
+ * and one connection. */
 static fixture *fx_new(int64_t floor_unix_ms) {
   fixture *f = calloc(1, sizeof *f);
-  sf_config gc;
   assert_non_null(f);
-  f->cfg.max_batch = 10000;
-  f->cfg.threads = 1;
-  f->cfg.clock_tolerance_ms = 10;
-  f->clk.now_ns = at_ms(1000000);
-  f->clk.step_ns = 1000; /* 1 us a read: sequence waits end */
-  sf_config_init(&gc);
-  gc.machine_id = 7;
-  gc.clock = fx_gen_clock;
-  gc.clock_ctx = f;
-  gc.floor_unix_ms = floor_unix_ms;
-  assert_int_equal(sf_gen_new(&gc, &f->gen), 0);
-  f->node.gen = f->gen;
-  f->node.layout = sf_gen_layout(f->gen);
-  f->node.cfg = &f->cfg;
-  f->node.clock = fake_clock_read;
-  f->node.clock_ctx = &f->clk;
-  f->node.floor_unix_ms = floor_unix_ms;
-  f->node.stats = &f->stats;
-  f->node.nstats = 1;
-  assert_int_equal(sf__worker_init(&f->w, &f->node, &f->stats), 0);
-  sf__http_init(&f->c, &f->w);
+  node_fx_init(&f->n, 10000);
+  node_fx_floor(&f->n, floor_unix_ms);
+  sf__http_init(&f->c, &f->n.w);
   return f;
 }
 
 static void fx_free(fixture *f) {
   sf__http_free(&f->c);
-  sf__worker_free(&f->w);
-  sf_gen_free(f->gen);
+  node_fx_free(&f->n);
   free(f);
 }
 
@@ -265,7 +217,7 @@ static void test_output_pauses_parsing(void **state) {
   (void)state;
   /* A millisecond per clock read: 400,000 IDs never wait on the generator,
    * which would nap in real time while the fake clock crawls. */
-  f->clk.step_ns = 1000000;
+  f->n.clk.step_ns = 1000000;
   for (size_t i = 0; i < n; i++)
     memcpy(req + i * ol, one, ol);
   req[ol * n] = 0;
@@ -348,18 +300,16 @@ static void test_no_lease_is_503(void **state) {
   fixture *f = fx_new(0);
   char *out;
   (void)state;
-  f->node.lease = &fake_lease_ops;
-  f->node.lease_ctx = f;
-  f->lease = -1;
+  node_fx_lease_on(&f->n, -1);
   out = feed_str(f, "GET /id HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n");
   assert_int_equal(count(out, "503 Service Unavailable"), 2);
   assert_int_equal(count(out, "Retry-After: 1\r\n"), 2);
   assert_int_equal(count(out, "no machine id lease is held"), 2);
   free(out);
-  f->lease = 12;
+  f->n.lease.id = 12;
   out = feed_str(f, "GET /id HTTP/1.1\r\n\r\n");
   assert_non_null(strstr(out, "\"machine_id\": 12}"));
-  assert_int_equal(sf_gen_machine_id(f->gen), 12);
+  assert_int_equal(sf_gen_machine_id(f->n.gen), 12);
   free(out);
   fx_free(f);
 }
@@ -370,17 +320,15 @@ static void test_mark_not_stored_is_503(void **state) {
   fixture *f = fx_new(0);
   char *out;
   (void)state;
-  f->node.lease = &fake_lease_ops;
-  f->node.lease_ctx = f;
-  f->lease = 12;
-  f->mark_ms = SF_DEFAULT_EPOCH_MS + 1000000 - 1;
+  node_fx_lease_on(&f->n, 12);
+  f->n.lease.mark_ms = SF_DEFAULT_EPOCH_MS + 1000000 - 1;
   out = feed_str(f, "GET /ids?count=3 HTTP/1.1\r\n\r\n");
   assert_non_null(strstr(out, "HTTP/1.1 503 Service Unavailable\r\n"));
   assert_non_null(strstr(out, "Retry-After: 1\r\n"));
   assert_non_null(strstr(out, "high-water mark is not yet stored in etcd"));
   assert_null(strstr(out, "\"ids"));
-  assert_int_equal(f->kicks, 1);
-  assert_int_equal(f->stats.ids_dropped, 3);
+  assert_int_equal(f->n.kicks, 1);
+  assert_int_equal(f->n.stats->ids_dropped, 3);
   free(out);
   fx_free(f);
 }

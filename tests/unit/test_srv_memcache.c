@@ -48,8 +48,8 @@ static void test_get(void **state) {
   assert_non_null(strstr(out, "VALUE k3 0 "));
   assert_int_equal(fx_count(out, "END\r\n"), 2);
   assert_increasing_machine7(f, ids, 5);
-  assert_int_equal(f->stats->ids_issued, 5);
-  assert_int_equal(f->stats->proto_requests[SF_PROTO_MEMCACHED], 3);
+  assert_int_equal(f->n.stats->ids_issued, 5);
+  assert_int_equal(f->n.stats->proto_requests[SF_PROTO_MEMCACHED], 3);
   free(out);
   fx_free(f);
 }
@@ -161,7 +161,7 @@ static void test_limits(void **state) {
   assert_string_equal(out, "CLIENT_ERROR 4 keys in one get, at most 3 "
                            "(MAX_BATCH)\r\n");
   free(out);
-  assert_int_equal(f->stats->ids_issued, 0);
+  assert_int_equal(f->n.stats->ids_issued, 0);
   /* A line over the limit, whole or in pieces: an error, then close. */
   for (size_t chunk = 0; chunk <= 1000; chunk += 1000) {
     fx_reconnect(f);
@@ -196,7 +196,7 @@ static void test_cannot_issue(void **state) {
   assert_int_equal(fx_count(out, "lease"), 2);
   assert_int_equal(fx_count(out, "\r\n"), 2);
   assert_null(strstr(out, "VALUE"));
-  assert_int_equal(f->stats->ids_issued, 0);
+  assert_int_equal(f->n.stats->ids_issued, 0);
   free(out);
   fx_free(f);
 }

@@ -3,7 +3,7 @@
  * the checks before and after minting, the handover floor and mark, and
  * what every front end is told when the node cannot issue.
  */
-#include "sf_test.h"
+#include "node_fx.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,19 +11,12 @@
 #include "mint.h"
 
 typedef struct fixture {
-  sf_srv_config cfg;
-  fake_clock clk;
-  sf_gen *gen;
-  sf_srv_stats stats;
-  sf_node node;
-  sf_worker w;
-  sf_lease_snap lease; /* what the fake lease answers */
+  node_fx n; /* first: the hooks below get &n */
   /* On its flip_at-th snapshot (counted in calls; 0: never) the fake lease
    * answers flip from then on, as if the keepalive thread had published
    * between the mint's two checks. */
   unsigned calls, flip_at;
   sf_lease_snap flip;
-  unsigned kicks;
   /* When steal is set, the generator's next clock read first sets its
    * machine id to steal_machine: another thread's lease id landing between
    * the check before and the mint. */
@@ -31,31 +24,18 @@ typedef struct fixture {
   uint64_t steal_machine;
 } fixture;
 
-static int fake_snapshot(void *ctx, sf_lease_snap *s) {
-  fixture *f = ctx;
+static void fx_flip(node_fx *n) {
+  fixture *f = (fixture *)n;
   if (f->flip_at && ++f->calls == f->flip_at)
-    f->lease = f->flip;
-  *s = f->lease;
-  return s->id < 0 ? -1 : 0;
+    n->lease = f->flip;
 }
 
-static void fake_kick(void *ctx) {
-  ((fixture *)ctx)->kicks++;
-}
-
-static const sf_lease_ops fake_ops = {fake_snapshot, fake_kick, NULL, NULL};
-
-static int64_t fx_clock(void *ctx) {
-  fixture *f = ctx;
+static void fx_steal(node_fx *n) {
+  fixture *f = (fixture *)n;
   if (f->steal) {
     f->steal = 0;
-    assert_int_equal(sf_gen_set_machine_id(f->gen, f->steal_machine), 0);
+    assert_int_equal(sf_gen_set_machine_id(n->gen, f->steal_machine), 0);
   }
-  return fake_clock_read(&f->clk);
-}
-
-static int64_t fx_node_clock(void *ctx) {
-  return ((fixture *)ctx)->clk.now_ns;
 }
 
 /* The fake clock stands at epoch + 1000 s. */
@@ -63,40 +43,23 @@ static int64_t fx_node_clock(void *ctx) {
 
 static fixture *fx_new(void) {
   fixture *f = calloc(1, sizeof *f);
-  sf_config gc;
   assert_non_null(f);
-  f->cfg.max_batch = 10000;
-  f->cfg.threads = 1;
-  f->cfg.clock_tolerance_ms = 10;
-  f->clk.now_ns = at_ms(1000000);
-  f->clk.step_ns = 1000; /* 1 us a read: sequence waits end */
-  sf_config_init(&gc);
-  gc.clock = fx_clock;
-  gc.clock_ctx = f;
-  assert_int_equal(sf_gen_new(&gc, &f->gen), 0);
-  f->node.gen = f->gen;
-  f->node.layout = sf_gen_layout(f->gen);
-  f->node.cfg = &f->cfg;
-  f->node.clock = fx_node_clock;
-  f->node.clock_ctx = f;
-  f->node.stats = &f->stats;
-  f->node.nstats = 1;
-  f->node.lease = &fake_ops;
-  f->node.lease_ctx = f;
-  f->lease = (sf_lease_snap){12, 1, 0, INT64_MAX};
-  assert_int_equal(sf__worker_init(&f->w, &f->node, &f->stats), 0);
+  node_fx_init(&f->n, 10000);
+  f->n.still_node_clock = 1;
+  f->n.on_gen_clock = fx_steal;
+  f->n.on_snapshot = fx_flip;
+  node_fx_lease_on(&f->n, 12);
   return f;
 }
 
 static void fx_free(fixture *f) {
-  sf__worker_free(&f->w);
-  sf_gen_free(f->gen);
+  node_fx_free(&f->n);
   free(f);
 }
 
 static sf_parts parts(const fixture *f, uint64_t id) {
   sf_parts p;
-  assert_int_equal(sf_decode(f->node.layout, id, &p), 0);
+  assert_int_equal(sf_decode(f->n.node.layout, id, &p), 0);
   return p;
 }
 
@@ -105,15 +68,15 @@ static void test_mints_under_the_leased_id(void **state) {
   uint64_t ids[5];
   sf_mint_error e;
   (void)state;
-  assert_int_equal(sf__mint(&f->w, ids, 5, &e), 0);
+  assert_int_equal(sf__mint(&f->n.w, ids, 5, &e), 0);
   for (int i = 0; i < 5; i++) {
-    assert_int_equal(sf__mint_machine_of(&f->node, ids[i]), 12);
+    assert_int_equal(sf__mint_machine_of(&f->n.node, ids[i]), 12);
     assert_int_equal(parts(f, ids[i]).machine_id, 12);
     if (i)
       assert_true(ids[i] > ids[i - 1]);
   }
-  assert_int_equal(f->stats.ids_issued, 5);
-  assert_int_equal(sf__mint_ready(&f->node, &e), 0);
+  assert_int_equal(f->n.stats->ids_issued, 5);
+  assert_int_equal(sf__mint_ready(&f->n.node, &e), 0);
   fx_free(f);
 }
 
@@ -122,15 +85,15 @@ static void test_no_lease(void **state) {
   uint64_t id;
   sf_mint_error e;
   (void)state;
-  f->lease.id = -1;
-  assert_int_equal(sf__mint(&f->w, &id, 1, &e), -1);
+  f->n.lease.id = -1;
+  assert_int_equal(sf__mint(&f->n.w, &id, 1, &e), -1);
   assert_int_equal(e.status, SF_MINT_NO_LEASE);
   assert_int_equal(e.retry_ms, 1000);
   assert_string_equal(e.msg, "no machine id lease is held (etcd)");
-  assert_int_equal(sf__mint_ready(&f->node, &e), -1);
+  assert_int_equal(sf__mint_ready(&f->n.node, &e), -1);
   assert_int_equal(e.status, SF_MINT_NO_LEASE);
-  assert_int_equal(f->stats.mint_refusals[SF_MINT_NO_LEASE], 1);
-  assert_int_equal(f->stats.ids_issued, 0);
+  assert_int_equal(f->n.stats->mint_refusals[SF_MINT_NO_LEASE], 1);
+  assert_int_equal(f->n.stats->ids_issued, 0);
   assert_string_equal(sf__mint_status_label(SF_MINT_NO_LEASE), "no_lease");
   fx_free(f);
 }
@@ -158,28 +121,29 @@ static void test_lease_change_while_minting(void **state) {
   assert_non_null(ids);
   for (size_t r = 0; r < sizeof sizes / sizeof sizes[0]; r++) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-      uint64_t issued = f->stats.ids_issued, dropped = f->stats.ids_dropped;
-      f->lease = (sf_lease_snap){cases[i].id0, cases[i].gen0, 0, INT64_MAX};
+      uint64_t issued = f->n.stats->ids_issued,
+               dropped = f->n.stats->ids_dropped;
+      f->n.lease = (sf_lease_snap){cases[i].id0, cases[i].gen0, 0, INT64_MAX};
       f->flip = (sf_lease_snap){cases[i].id1, cases[i].gen1, 0, INT64_MAX};
       f->calls = 0;
       f->flip_at = 2;
-      assert_int_equal(sf__mint(&f->w, ids, sizes[r], &e), -1);
+      assert_int_equal(sf__mint(&f->n.w, ids, sizes[r], &e), -1);
       assert_int_equal(f->calls, 2); /* checked before and after */
       assert_int_equal(e.status, SF_MINT_NO_LEASE);
-      assert_int_equal(f->stats.ids_issued, issued);
-      assert_int_equal(f->stats.ids_dropped, dropped + sizes[r]);
+      assert_int_equal(f->n.stats->ids_issued, issued);
+      assert_int_equal(f->n.stats->ids_dropped, dropped + sizes[r]);
 
       /* The next mint, with the lease stable (held again if it had
        * lapsed), is served under the id the lease holds. */
       f->flip_at = 0;
-      if (f->lease.id < 0)
-        f->lease =
+      if (f->n.lease.id < 0)
+        f->n.lease =
             (sf_lease_snap){cases[i].id0, cases[i].gen1 + 1, 0, INT64_MAX};
-      assert_int_equal(sf__mint(&f->w, ids, sizes[r], &e), 0);
-      assert_int_equal(sf__mint_machine_of(&f->node, ids[0]),
-                       (uint64_t)f->lease.id);
-      assert_int_equal(sf__mint_machine_of(&f->node, ids[sizes[r] - 1]),
-                       (uint64_t)f->lease.id);
+      assert_int_equal(sf__mint(&f->n.w, ids, sizes[r], &e), 0);
+      assert_int_equal(sf__mint_machine_of(&f->n.node, ids[0]),
+                       (uint64_t)f->n.lease.id);
+      assert_int_equal(sf__mint_machine_of(&f->n.node, ids[sizes[r] - 1]),
+                       (uint64_t)f->n.lease.id);
     }
   }
   free(ids);
@@ -194,17 +158,17 @@ static void test_generator_moved_while_minting(void **state) {
   uint64_t ids[5];
   sf_mint_error e;
   (void)state;
-  f->lease.gen = 7;
+  f->n.lease.gen = 7;
   for (size_t n = 1; n <= 5; n += 4) {
     f->steal = 1;
     f->steal_machine = 13;
-    assert_int_equal(sf__mint(&f->w, ids, n, &e), -1);
+    assert_int_equal(sf__mint(&f->n.w, ids, n, &e), -1);
     assert_int_equal(f->steal, 0);
     assert_int_equal(e.status, SF_MINT_NO_LEASE);
-    assert_int_equal(sf_gen_machine_id(f->gen), 13);
-    assert_int_equal(sf__mint(&f->w, ids, n, &e), 0); /* sets 12 again */
-    assert_int_equal(sf__mint_machine_of(&f->node, ids[0]), 12);
-    assert_int_equal(sf_gen_machine_id(f->gen), 12);
+    assert_int_equal(sf_gen_machine_id(f->n.gen), 13);
+    assert_int_equal(sf__mint(&f->n.w, ids, n, &e), 0); /* sets 12 again */
+    assert_int_equal(sf__mint_machine_of(&f->n.node, ids[0]), 12);
+    assert_int_equal(sf_gen_machine_id(f->n.gen), 12);
   }
   fx_free(f);
 }
@@ -217,17 +181,17 @@ static void test_handover_floor(void **state) {
   uint64_t id;
   sf_mint_error e;
   (void)state;
-  assert_int_equal(sf__mint(&f->w, &id, 1, &e), 0);
-  f->lease = (sf_lease_snap){40, 2, NOW_MS + 5500, INT64_MAX};
-  assert_int_equal(sf__mint(&f->w, &id, 1, &e), -1);
+  assert_int_equal(sf__mint(&f->n.w, &id, 1, &e), 0);
+  f->n.lease = (sf_lease_snap){40, 2, NOW_MS + 5500, INT64_MAX};
+  assert_int_equal(sf__mint(&f->n.w, &id, 1, &e), -1);
   assert_int_equal(e.status, SF_MINT_CLOCK_BEHIND);
   assert_true(e.retry_ms >= 5490 && e.retry_ms <= 5501);
   assert_non_null(strstr(e.msg, "clock is behind"));
-  assert_int_equal(sf__mint_ready(&f->node, &e), -1);
+  assert_int_equal(sf__mint_ready(&f->n.node, &e), -1);
   assert_int_equal(e.status, SF_MINT_CLOCK_BEHIND);
   /* Once the clock passes the floor, IDs come from above it. */
-  f->clk.now_ns = (NOW_MS + 5501) * NS_PER_MS;
-  assert_int_equal(sf__mint(&f->w, &id, 1, &e), 0);
+  f->n.clk.now_ns = (NOW_MS + 5501) * NS_PER_MS;
+  assert_int_equal(sf__mint(&f->n.w, &id, 1, &e), 0);
   assert_true(parts(f, id).unix_ms > NOW_MS + 5500);
   assert_int_equal(parts(f, id).machine_id, 40);
   fx_free(f);
@@ -239,8 +203,8 @@ static void test_handover_floor_within_tolerance_waits(void **state) {
   uint64_t id;
   sf_mint_error e;
   (void)state;
-  f->lease = (sf_lease_snap){41, 3, NOW_MS + 3, INT64_MAX};
-  assert_int_equal(sf__mint(&f->w, &id, 1, &e), 0);
+  f->n.lease = (sf_lease_snap){41, 3, NOW_MS + 3, INT64_MAX};
+  assert_int_equal(sf__mint(&f->n.w, &id, 1, &e), 0);
   assert_true(parts(f, id).unix_ms > NOW_MS + 3);
   fx_free(f);
 }
@@ -252,16 +216,16 @@ static void test_mark_not_stored(void **state) {
   uint64_t ids[3];
   sf_mint_error e;
   (void)state;
-  f->lease.mark_ms = NOW_MS;
-  assert_int_equal(sf__mint(&f->w, ids, 3, &e), -1);
+  f->n.lease.mark_ms = NOW_MS;
+  assert_int_equal(sf__mint(&f->n.w, ids, 3, &e), -1);
   assert_int_equal(e.status, SF_MINT_NOT_PERSISTED);
   assert_int_equal(e.retry_ms, 1000);
   assert_non_null(strstr(e.msg, "not yet stored in etcd"));
-  assert_int_equal(f->kicks, 1);
-  assert_int_equal(f->stats.ids_dropped, 3);
-  assert_int_equal(f->stats.mint_refusals[SF_MINT_NOT_PERSISTED], 1);
-  f->lease.mark_ms = NOW_MS + 60000;
-  assert_int_equal(sf__mint(&f->w, ids, 3, &e), 0);
+  assert_int_equal(f->n.kicks, 1);
+  assert_int_equal(f->n.stats->ids_dropped, 3);
+  assert_int_equal(f->n.stats->mint_refusals[SF_MINT_NOT_PERSISTED], 1);
+  f->n.lease.mark_ms = NOW_MS + 60000;
+  assert_int_equal(sf__mint(&f->n.w, ids, 3, &e), 0);
   assert_true(parts(f, ids[2]).unix_ms < NOW_MS + 60000);
   fx_free(f);
 }
@@ -271,12 +235,12 @@ static void test_fixed_id_needs_no_lease(void **state) {
   uint64_t id;
   sf_mint_error e;
   (void)state;
-  f->node.lease = NULL;
-  assert_int_equal(sf_gen_set_machine_id(f->gen, 3), 0);
-  assert_int_equal(sf__mint(&f->w, &id, 1, &e), 0);
-  assert_int_equal(sf__mint_machine_of(&f->node, id), 3);
+  f->n.node.lease = NULL;
+  assert_int_equal(sf_gen_set_machine_id(f->n.gen, 3), 0);
+  assert_int_equal(sf__mint(&f->n.w, &id, 1, &e), 0);
+  assert_int_equal(sf__mint_machine_of(&f->n.node, id), 3);
   /* A batch outside 1..max_batch is the caller's error. */
-  assert_int_equal(sf__mint(&f->w, &id, 0, &e), -1);
+  assert_int_equal(sf__mint(&f->n.w, &id, 0, &e), -1);
   assert_int_equal(e.status, SF_MINT_INTERNAL);
   fx_free(f);
 }

@@ -37,8 +37,8 @@ static void test_get_id(void **state) {
   out = fx_str(f, "get anything\r\n");
   assert_int_equal(ids_in(out, ids + 1, 3), 1);
   assert_increasing_machine7(f, ids, 2);
-  assert_int_equal(f->stats->proto_requests[SF_PROTO_REDIS], 2);
-  assert_int_equal(f->stats->ids_issued, 2);
+  assert_int_equal(f->n.stats->proto_requests[SF_PROTO_REDIS], 2);
+  assert_int_equal(f->n.stats->ids_issued, 2);
   assert_false(f->proto->closing(f->c));
   free(out);
   fx_free(f);
@@ -79,11 +79,11 @@ static void test_batch_errors(void **state) {
   out = fx_str(f, "*3\r\n$4\r\nMGET\r\n$2\r\nid\r\n$2\r\nid\r\n");
   assert_memory_equal(out, "*2\r\n", 4);
   free(out);
-  f->cfg.max_batch = 2;
+  f->n.cfg.max_batch = 2;
   out = fx_str(f, "MGET a b c\r\n");
   assert_string_equal(out, "-ERR MGET of 3 keys, at most 2 (MAX_BATCH)\r\n");
   free(out);
-  assert_int_equal(f->stats->ids_issued, 2);
+  assert_int_equal(f->n.stats->ids_issued, 2);
   fx_free(f);
 }
 
@@ -226,7 +226,7 @@ static void test_cannot_issue(void **state) {
   assert_int_equal(fx_count(out, "-ERR "), 3);
   assert_int_equal(fx_count(out, "lease"), 3);
   assert_int_equal(fx_count(out, "\r\n"), 3);
-  assert_int_equal(f->stats->ids_issued, 0);
+  assert_int_equal(f->n.stats->ids_issued, 0);
   assert_false(f->proto->closing(f->c));
   free(out);
   fx_free(f);
