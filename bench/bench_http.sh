@@ -9,6 +9,8 @@
 #
 #   ROUNDS=3 DURATION=10 sh bench/bench_http.sh     (make bench-http)
 #   SNOWFLAKED=path  SERVER_CPU=0  CLIENT_CPU=1     (taskset pinning)
+#   sf-tls: a MACHINE_ID=auto node whose etcd speaks only TLS and wants a
+#   client certificate (openssl makes them), when openssl is installed.
 #   BASELINE=path  another snowflaked (an earlier commit's) as one more
 #                  MACHINE_ID=auto row, sf-base, on the same etcd, in the same
 #                  alternating rounds: the ratio sf-auto/sf-base
@@ -99,7 +101,41 @@ if [ -x "$ETCD" ]; then
       2>"$DIR/sfb.log" &
     SFB_PID=$!; PIDS="$PIDS $SFB_PID"
     wait_port "$SFB_PORT" /health
-    AUTO="sf-auto sf-base"
+    AUTO="$AUTO sf-base"
+  fi
+  # sf-tls: the same on a second etcd that speaks only TLS and wants a
+  # client certificate (certificates made here with openssl).
+  if command -v openssl >/dev/null 2>&1; then
+    mkcert() { # mkcert NAME SUBJECT EXT: a key and a certificate the CA signs
+      openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$DIR/$1.key" -out "$DIR/$1.csr" -subj "$2" 2>/dev/null
+      printf '%b\n' "$3" > "$DIR/$1.ext"
+      openssl x509 -req -in "$DIR/$1.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" \
+        -CAcreateserial -days 2 -extfile "$DIR/$1.ext" -out "$DIR/$1.pem" 2>/dev/null
+    }
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -keyout "$DIR/ca.key" -out "$DIR/ca.pem" -days 2 -subj /CN=bench-ca \
+      2>/dev/null
+    mkcert server /CN=etcd "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"
+    mkcert client /O=snowflaked "extendedKeyUsage=clientAuth"
+    ET_PORT=$(free_port); ETP_PORT=$(free_port)
+    taskset -c "$CLIENT_CPU" "$ETCD" --name t --data-dir "$DIR/etcd-tls" \
+      --listen-client-urls "https://127.0.0.1:$ET_PORT" \
+      --advertise-client-urls "https://127.0.0.1:$ET_PORT" \
+      --listen-peer-urls "http://127.0.0.1:$ETP_PORT" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$ETP_PORT" \
+      --initial-cluster "t=http://127.0.0.1:$ETP_PORT" \
+      --cert-file "$DIR/server.pem" --key-file "$DIR/server.key" \
+      --client-cert-auth --trusted-ca-file "$DIR/ca.pem" >"$DIR/etcd-tls.log" 2>&1 &
+    PIDS="$PIDS $!"
+    SFT_PORT=$(free_port)
+    MACHINE_ID=auto ETCD_ENDPOINTS="https://127.0.0.1:$ET_PORT" \
+      ETCD_CACERT="$DIR/ca.pem" ETCD_CERT="$DIR/client.pem" \
+      ETCD_KEY="$DIR/client.key" PORT=$SFT_PORT BIND=127.0.0.1 THREADS=1 \
+      taskset -c "$SERVER_CPU" "$SNOWFLAKED" 2>"$DIR/sft.log" &
+    PIDS="$PIDS $!"
+    wait_port "$SFT_PORT" /id
+    AUTO="$AUTO sf-tls"
   fi
 else
   echo "(etcd not installed: no MACHINE_ID=auto row; sh scripts/deps.sh test)"
@@ -118,6 +154,7 @@ while [ "$r" -le "$ROUNDS" ]; do
       snowflaked) url="http://127.0.0.1:$SF_PORT/id" ;;
       sf-auto) url="http://127.0.0.1:$SFA_PORT/id" ;;
       sf-base) url="http://127.0.0.1:$SFB_PORT/id" ;;
+      sf-tls) url="http://127.0.0.1:$SFT_PORT/id" ;;
       *) url="http://127.0.0.1:$NG_PORT/id" ;;
     esac
     set -- $(run_wrk "$url")
@@ -140,10 +177,16 @@ awk '
       b = rps["sf-base"] / n["sf-base"]
       printf "%-11s %12.0f %14.3f\n", "sf-base", b, p99["sf-base"]
     }
+    if (n["sf-tls"]) {
+      t = rps["sf-tls"] / n["sf-tls"]
+      printf "%-11s %12.0f %14.3f\n", "sf-tls", t, p99["sf-tls"]
+    }
     printf "%-11s %12.0f %14.3f\n", "nginx", g, p99["nginx"]
     printf "ratio snowflaked/nginx: %.3f  (target >= 0.95)\n", s / g
     if (n["sf-auto"])
       printf "ratio sf-auto/nginx: %.3f  (MACHINE_ID=auto)\n", a / g
+    if (n["sf-tls"])
+      printf "ratio sf-tls/sf-auto: %.3f  (etcd over TLS with a client certificate)\n", t / a
     if (n["sf-base"])
       printf "ratio sf-auto/sf-base: %.3f  (BASELINE=%s)\n", a / b, base
     printf "p99 at %d conns: %.3f ms  (target <= 1 ms)\n", conns, p99["snowflaked"]
