@@ -303,6 +303,21 @@ static int call(sf_etcd *e, const char *path, json_t *body, json_t **resp,
   return SF_ETCD_OK;
 }
 
+/* call_text is call() for the replies the pure parsers read: the reply as
+ * compact JSON text in *text (malloc'd, the caller frees; NULL when out of
+ * memory) once etcd answered 200. */
+static int call_text(sf_etcd *e, const char *path, json_t *body, char **text,
+                     char *err, size_t errlen) {
+  json_t *r;
+  int rc = call(e, path, body, &r, err, errlen);
+  *text = NULL;
+  if (rc != SF_ETCD_OK)
+    return rc;
+  *text = json_dumps(r, JSON_COMPACT);
+  json_decref(r);
+  return SF_ETCD_OK;
+}
+
 static json_t *i64_json(int64_t v) {
   char b[24];
   snprintf(b, sizeof b, "%lld", (long long)v);
@@ -379,14 +394,12 @@ static int op_scan(void *ctx, sf_etcd_ids *ids, char *err, size_t errlen) {
   size_t elen = prefix_end(e->prefix, e->plen, end);
   sf__b64_encode(e->prefix, e->plen, e->k1);
   sf__b64_encode(end, elen, e->k2);
-  json_t *r;
-  int rc = call(e, "/v3/kv/range",
-                json_pack("{s:s,s:s}", "key", e->k1, "range_end", e->k2), &r,
-                err, errlen);
+  char *text;
+  int rc = call_text(e, "/v3/kv/range",
+                     json_pack("{s:s,s:s}", "key", e->k1, "range_end", e->k2),
+                     &text, err, errlen);
   if (rc != SF_ETCD_OK)
     return rc;
-  char *text = json_dumps(r, JSON_COMPACT);
-  json_decref(r);
   if (!text || sf__etcd_parse_scan(text, e->prefix, ids) != 0) {
     snprintf(err, errlen, "range: not a range reply");
     rc = SF_ETCD_REFUSED;
@@ -407,12 +420,10 @@ static int op_claim(void *ctx, uint64_t id, int64_t lease, bool *won,
                 "value", e->value_b64, "lease", i64_json(lease),
                 "request_range", "key", mk, "failure", "request_range", "key",
                 k, "keys_only", 1, "request_range", "key", mk);
-  json_t *r;
-  int rc = call(e, "/v3/kv/txn", body, &r, err, errlen);
+  char *text;
+  int rc = call_text(e, "/v3/kv/txn", body, &text, err, errlen);
   if (rc != SF_ETCD_OK)
     return rc;
-  char *text = json_dumps(r, JSON_COMPACT);
-  json_decref(r);
   if (!text || sf__etcd_parse_claim(text, lease, won, mark) != 0) {
     snprintf(err, errlen, "claim: not a transaction reply (or a bad mark)");
     rc = SF_ETCD_REFUSED;
@@ -452,12 +463,10 @@ static int raise_once(sf_etcd *e, uint64_t id, int64_t lease, const char *val,
       create ? "create_revision" : "value", create ? "0" : val, "success",
       "request_put", "key", mk, "value", val, "failure", "request_range", "key",
       k, "keys_only", 1, "request_range", "key", mk);
-  json_t *r;
-  int rc = call(e, "/v3/kv/txn", body, &r, err, errlen);
+  char *text;
+  int rc = call_text(e, "/v3/kv/txn", body, &text, err, errlen);
   if (rc != SF_ETCD_OK)
     return rc;
-  char *text = json_dumps(r, JSON_COMPACT);
-  json_decref(r);
   if (!text || sf__etcd_parse_raise(text, lease, raised, owned, stored) != 0) {
     snprintf(err, errlen,
              "raising the mark %s%llu/mark: not a transaction reply (or the "
