@@ -241,7 +241,7 @@ def test_marks_survive_an_etcd_restart(etcd, fleet):
     assert etcd.mark(fleet.prefix, 0) > unix_ms(max(later))
 
 
-class LateRelay:
+class LateRelay(Blackhole):
     """A TCP relay to etcd that, while holding, keeps every request a node
     sends instead of passing it on (the node times out and goes on through
     its next endpoint), and delivers them on release(): a frozen etcd member
@@ -249,24 +249,11 @@ class LateRelay:
     It keeps etcd's answers to what it delivered late."""
 
     def __init__(self, target_port):
-        self.target = target_port
         self.holding = threading.Event()
         self.lock = threading.Lock()
         self.held = []  # (upstream socket, bytes), in arrival order
         self.late = {}  # upstream socket -> etcd's answers after release
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        super().__init__(target_port)  # listens, and calls _serve below
 
     def _serve(self, c):
         try:
@@ -332,9 +319,6 @@ class LateRelay:
                  lambda: all(b"\r\n\r\n" in a and a.rstrip().endswith(b"}")
                              for a in self.late.values()))
         return list(self.late.values())
-
-    def close(self):
-        self.sock.close()
 
 
 def mark_history(etcd, key):
