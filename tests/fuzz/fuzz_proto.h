@@ -75,7 +75,8 @@ static const char *drive(const sf_proto *p, const uint8_t *data, size_t size,
       CHECK(out != NULL);
       cap = m;
     }
-    memcpy(out + n, o, ol);
+    if (ol > 0)
+      memcpy(out + n, o, ol);
     n += ol;
     p->sent(c);
     in += used;

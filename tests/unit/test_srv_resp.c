@@ -111,6 +111,84 @@ static void test_pipelined_and_cut_anywhere(void **state) {
   free(in);
 }
 
+/* digits_to_hash replaces each run of digits in s by one '#', so that
+ * answers holding different IDs compare equal. */
+static void digits_to_hash(char *s) {
+  char *d = s;
+  for (const char *p = s; *p;) {
+    if (*p >= '0' && *p <= '9') {
+      while (*p >= '0' && *p <= '9')
+        p++;
+      *d++ = '#';
+    } else {
+      *d++ = *p++;
+    }
+  }
+  *d = 0;
+}
+
+/* A whole command in one read takes resp.c's one-pass path; one byte at a
+ * time takes the state machine. Both must answer every input alike: the
+ * edges of the one-pass path (4 and 5 arguments, 64 and 65 argument
+ * bytes, 9- and 10-digit lengths, empty arguments, leading zeros) and
+ * every way a command can be broken. */
+static void test_one_pass_agrees_with_state_machine(void **state) {
+  static char big[200];
+  static const char *const cases[] = {
+      "*2\r\n$3\r\nGET\r\n$2\r\nid\r\n",
+      "*2\r\n$03\r\nGET\r\n$000000002\r\nid\r\n",
+      "*2\r\n$3\r\nGET\r\n$0\r\n\r\n",
+      "*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nping\r\n",
+      "*2\r\n$4\r\nECHO\r\n$60\r\n"
+      "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij\r\n",
+      "*2\r\n$4\r\nECHO\r\n$61\r\n"
+      "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijk\r\n",
+      "*4\r\n$4\r\nMGET\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n",
+      "*5\r\n$4\r\nMGET\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n",
+      "*2\r\n$4\r\nECHO\r\n$0000000001\r\nx\r\n",
+      "*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n",
+      "*2\r\n$3\r\nGET\r\n$2\r\nidX\r\n",
+      "*2\r\n$3\r\nGET\r\n$2\r\nid\rX",
+      "*2\r\n$3\r\nGET\r\n$-1\r\n",
+      "*2\r\n$3\r\nGET\r\nX2\r\nid\r\n",
+      "*2\r\n$3\r\nGET\r\n$2\rXid\r\n",
+      "*2\rX$3\r\nGET\r\n",
+      "*02\r\n$3\r\nGET\r\n$2\r\nid\r\n",
+      "*1\r\n$3\r\nGET\r\n",
+      "*3\r\n$3\r\nGET\r\n$2\r\nid\r\n$2\r\nid\r\n",
+      "*1\r\n$7\r\nNOTACMD\r\n",
+      "*2\r\n$3\r\nGET\r\n$999999999\r\n",
+      "*1025\r\n",
+      "*x\r\n",
+      "GET id\r\n*2\r\n$3\r\nGET\r\n$2\r\nid\r\nPING\r\n",
+      big,
+  };
+  (void)state;
+  /* 65 bytes of one argument, right after an ECHO of 64. */
+  snprintf(big, sizeof big,
+           "*2\r\n$4\r\nECHO\r\n$64\r\n%064d\r\n"
+           "*2\r\n$4\r\nECHO\r\n$65\r\n%065d\r\n",
+           7, 8);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    proto_fx *whole = fx_new(&sf__proto_redis, 10000);
+    proto_fx *bytes = fx_new(&sf__proto_redis, 10000);
+    char *a = fx_feed(whole, cases[i], strlen(cases[i]), 0, NULL);
+    char *b = fx_feed(bytes, cases[i], strlen(cases[i]), 1, NULL);
+    assert_true(a[0] != 0);
+    digits_to_hash(a);
+    digits_to_hash(b);
+    if (strcmp(a, b) != 0)
+      fail_msg("case %zu: in one read -> %s, a byte at a time -> %s", i, a, b);
+    assert_int_equal(whole->proto->closing(whole->c),
+                     bytes->proto->closing(bytes->c));
+    assert_int_equal(whole->n.stats->ids_issued, bytes->n.stats->ids_issued);
+    free(a);
+    free(b);
+    fx_free(whole);
+    fx_free(bytes);
+  }
+}
+
 typedef struct exchange {
   const char *in, *out;
 } exchange;
@@ -262,6 +340,7 @@ int main(void) {
       cmocka_unit_test(test_batches),
       cmocka_unit_test(test_batch_errors),
       cmocka_unit_test(test_pipelined_and_cut_anywhere),
+      cmocka_unit_test(test_one_pass_agrees_with_state_machine),
       cmocka_unit_test(test_server_commands),
       cmocka_unit_test(test_hello_info_quit),
       cmocka_unit_test(test_protocol_errors),

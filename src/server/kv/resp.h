@@ -7,6 +7,8 @@
  * command may arrive cut anywhere and nothing is buffered but its
  * arguments: a few bytes inside the connection, the heap (at most
  * SF_RESP_CMD_MAX) only for a large command and only until it is answered.
+ * A small multibulk command that arrived whole (the usual case) is taken in
+ * one pass instead, with the same outcome.
  * A protocol error is answered with -ERR and closes the connection, as
  * redis-server does.
  */

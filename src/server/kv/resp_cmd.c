@@ -104,9 +104,11 @@ static void ids(sf_resp_conn *c, size_t n, int array) {
   for (size_t i = 0; i < n; i++) {
     /* The digits first, then their count in front of them. */
     char digits[SF_ID_BUFSIZE];
-    size_t dl = sf__u64_dec(digits, c->w->ids[i]);
+    size_t dl = sf__u64_dec(digits, c->w->ids[i]); /* 1..20 */
     *p++ = '$';
-    p += sf__u64_dec(p, dl);
+    if (dl >= 10)
+      *p++ = (char)('0' + dl / 10);
+    *p++ = (char)('0' + dl % 10);
     SF_PUT(p, "\r\n");
     memcpy(p, digits, dl);
     p += dl;
