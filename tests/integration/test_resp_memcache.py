@@ -341,6 +341,22 @@ def test_half_commands_do_not_block_others(snowflaked):
             s.close()
 
 
+def test_answers_before_the_end_of_a_full_read(node):
+    """Answers wait for the end of the event loop's pass over the ready
+    sockets; a client that sends exactly one read buffer (64 KiB) of
+    commands and then its FIN, which the server may read in the same pass,
+    still gets every answer before the close."""
+    line = b"GET id" + b" " * (4096 - 8) + b"\r\n"  # 16 of them: 65,536
+    for _ in range(20):
+        with connect(node.redis_port) as s:
+            s.sendall(line * 16)
+            s.shutdown(socket.SHUT_WR)
+            data = recv_all(s)
+        ids = re.findall(rb"\$\d+\r\n(\d+)\r\n", data)
+        assert len(ids) == 16, data[:200]
+        assert [int(i) for i in ids] == sorted(set(int(i) for i in ids))
+
+
 @pytest.mark.parametrize("proto", ["redis", "memcached"])
 def test_client_that_never_reads(snowflaked, proto):
     """Pipelined batches never read: parsing stops once enough output

@@ -56,7 +56,9 @@ typedef struct conn {
   int writing, closed, draining, eof;
   char *pending; /* input parsing left over while output waited */
   size_t pending_off, pending_len;
-  size_t sniffed; /* bytes of the HTTP/2 preface seen so far */
+  size_t sniffed;     /* bytes of the HTTP/2 preface seen so far */
+  struct conn *qnext; /* in the worker's flush queue while queued */
+  int queued;
 } conn;
 
 struct worker {
@@ -65,6 +67,8 @@ struct worker {
   unsigned nlisteners;
   uv_async_t stop_async;
   uv_timer_t tick, stop_timer;
+  uv_check_t flush_check; /* sends the answers of one pass over the reads */
+  conn *flushq;
   uv_thread_t thread;
   int stopping, finished, started;
   uint64_t tick_ms;
@@ -251,6 +255,25 @@ static int sniff(conn *c, const char **data, size_t *len) {
   return start(c, c->spec->h2);
 }
 
+/* on_flush_check sends, after libuv has run the callbacks of every socket
+ * that was ready, the answers those reads made (connections closed since
+ * are skipped; they are freed only after this phase), as redis-server
+ * does in beforeSleep: a client with many connections then finds many
+ * answers at each wake-up instead of one. */
+static void on_flush_check(uv_check_t *h) {
+  worker *wk = h->data;
+  conn *c = wk->flushq;
+  wk->flushq = NULL;
+  while (c) {
+    conn *next = c->qnext;
+    c->queued = 0;
+    c->qnext = NULL;
+    if (!c->closed && !c->writing)
+      flush(c);
+    c = next;
+  }
+}
+
 static void process(conn *c, const char *data, size_t len) {
   if (!c->proto) {
     int r = sniff(c, &data, &len);
@@ -262,6 +285,14 @@ static void process(conn *c, const char *data, size_t len) {
     int r;
     data += used;
     len -= used;
+    if (len == 0) { /* all taken: answer with the others, this pass */
+      if (!c->queued) {
+        c->queued = 1;
+        c->qnext = c->wk->flushq;
+        c->wk->flushq = c;
+      }
+      return;
+    }
     r = flush(c);
     if (r < 0)
       return;
@@ -293,6 +324,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   } else if (n < 0) {
     c->eof = 1;
     uv_read_stop(s);
+    /* Answers still queued for this pass go out first (libuv reads the end
+     * in the same pass when the data before it filled the buffer). */
+    if (c->queued && !c->writing && flush(c) != 0)
+      return; /* closing, or on_write ends it (resume sees eof) */
     if (!c->writing)
       close_conn(c);
   }
@@ -398,6 +433,7 @@ static void maybe_finish(worker *wk) {
   uv_close((uv_handle_t *)&wk->tick, on_handle_closed);
   uv_close((uv_handle_t *)&wk->stop_timer, on_handle_closed);
   uv_close((uv_handle_t *)&wk->stop_async, on_handle_closed);
+  uv_close((uv_handle_t *)&wk->flush_check, on_handle_closed);
 }
 
 static void on_stop_timer(uv_timer_t *t) {
@@ -519,6 +555,9 @@ static int worker_new(sf_server *s, unsigned i, char *err, size_t errlen) {
   tick = (uint64_t)cfg->idle_timeout_ms / 2;
   tick = tick < 5 ? 5 : tick > 250 ? 250 : tick;
   uv_timer_start(&wk->tick, on_tick, tick, tick);
+  uv_check_init(&wk->loop, &wk->flush_check);
+  wk->flush_check.data = wk;
+  uv_check_start(&wk->flush_check, on_flush_check);
   return 0;
 }
 
@@ -569,6 +608,8 @@ fail:
         uv_close((uv_handle_t *)&wk->tick, NULL);
         uv_close((uv_handle_t *)&wk->stop_timer, NULL);
       }
+      if (wk->flush_check.loop)
+        uv_close((uv_handle_t *)&wk->flush_check, NULL);
     }
     worker_free(wk);
   }
