@@ -521,7 +521,7 @@ test-conformance: all
 	     [ ! -x "$(GO_TOOLS)/gomemcache-client" ]; then \
 	    echo "go build $(GO_CLIENT_DIR) ($$pin)"; \
 	    if (cd $(GO_CLIENT_DIR) && \
-	        "$(GO)" build -o "$(abspath $(GO_TOOLS))/gomemcache-client" .); then \
+	        "$(GO)" build -buildvcs=false -o "$(abspath $(GO_TOOLS))/gomemcache-client" .); then \
 	      echo "$$pin" > "$(GO_TOOLS)/gomemcache-client.pin"; \
 	    else go_failed gomemcache-client build; fi; \
 	  fi; \
