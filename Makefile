@@ -488,7 +488,8 @@ CONFORMANCE_TESTS := tests/integration/test_conformance.py \
   tests/integration/test_grpc_reflect.py tests/integration/test_grpc_health.py \
   tests/integration/test_resp_memcache.py tests/integration/test_memcache_clients.py
 # go_failed NAME VERB: a go install or build of NAME failed: stop under
-# CONFORMANCE_REQUIRE_GO=1, else say SKIPPED and add NAME to $$skipped.
+# CONFORMANCE_REQUIRE_GO=1, else say SKIPPED and add NAME to the skipped
+# list the tests read (SF_GO_SKIPPED: conftest.go_tool).
 GO_FAILED = go_failed() { \
   if [ "$(CONFORMANCE_REQUIRE_GO)" = 1 ]; then \
     echo "test-conformance: $$1: go $$2 failed (CONFORMANCE_REQUIRE_GO=1)" >&2; exit 1; \
