@@ -5,8 +5,9 @@
 #   make test         unit tests (cmocka) and integration tests (pytest)
 #   make SANITIZE=1 test    the same under ASan + UBSan, in build-san/
 #   make test-ops     the systemd unit, man pages, alert rules and dashboard
-#   make test-conformance   h2spec, grpcurl, grpc-health-probe (go install,
-#                     pinned; skipped without Go), memcstat, against snowflaked
+#   make test-conformance   h2spec, grpcurl, grpc-health-probe, gomemcache (Go,
+#                     pinned; skipped without Go or its module proxy unless
+#                     CONFORMANCE_REQUIRE_GO=1), memcstat, spymemcached
 #   make test-systemd-live   the unit under a real systemd (Docker; else SKIPPED)
 #   make SANITIZE=thread test-tsan   threaded generator tests under TSan
 #   make lint | format | install | uninstall | clean | bench | fuzz | e2e
@@ -79,7 +80,7 @@ DEPS_test := build test ops
 DEPS_test-unit := build test
 DEPS_test-integration := build test
 DEPS_test-ops := build test ops
-DEPS_test-conformance := build test
+DEPS_test-conformance := build test conformance
 DEPS_test-tsan := build test
 DEPS_lint := build lint
 DEPS_format := lint
@@ -469,21 +470,39 @@ nemesis-ci: all
 # The tools people reach for first, against the real binary: h2spec (every
 # case, and --strict), grpcurl (list, describe, calls, no .proto),
 # grpc-health-probe (and a health Watch across a lease lost and back),
-# memcstat and memcslap. The Go tools are go-installed at pinned versions
-# into GO_TOOLS (once per version); with no Go toolchain (GO=) they are
-# skipped with a message and the rest runs.
+# memcstat and memcslap, and the memcached clients gomemcache (Go) and
+# spymemcached (Java, compiled by the test). The Go tools are go-installed at
+# pinned versions into GO_TOOLS (once per version), the gomemcache client
+# (tests/conformance/gomemcache) built there once per version of its
+# sources. With no Go toolchain (GO=) they are skipped with a message and
+# the rest runs; so is each one whose go install or build fails (no module
+# proxy), unless CONFORMANCE_REQUIRE_GO=1 (.ci/run), where that fails.
 GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go))
 GO_TOOLS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/snowflake-id/go-tools
 GO_TOOL_PINS := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible \
   github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3 \
   github.com/grpc-ecosystem/grpc-health-probe@v0.4.62
+GO_CLIENT_DIR := tests/conformance/gomemcache
+CONFORMANCE_REQUIRE_GO ?=
 CONFORMANCE_TESTS := tests/integration/test_conformance.py \
   tests/integration/test_grpc_reflect.py tests/integration/test_grpc_health.py \
-  tests/integration/test_resp_memcache.py
+  tests/integration/test_resp_memcache.py tests/integration/test_memcache_clients.py
+# go_failed NAME VERB: a go install or build of NAME failed: stop under
+# CONFORMANCE_REQUIRE_GO=1, else say SKIPPED and add NAME to the skipped
+# list the tests read (SF_GO_SKIPPED: conftest.go_tool).
+GO_FAILED = go_failed() { \
+  if [ "$(CONFORMANCE_REQUIRE_GO)" = 1 ]; then \
+    echo "test-conformance: $$1: go $$2 failed (CONFORMANCE_REQUIRE_GO=1)" >&2; exit 1; \
+  fi; \
+  echo "SKIPPED: $$1: go $$2 failed (is the Go module proxy reachable?" \
+    "GOPROXY=$$("$(GO)" env GOPROXY))"; \
+  skipped="$$skipped $$1"; }
 test-conformance: all
-	@set -e; if [ -z "$(GO)" ]; then \
-	  echo "test-conformance: no Go toolchain (GO=): h2spec, grpcurl and" \
-	    "grpc-health-probe are SKIPPED; memcstat and the rest run"; \
+	@set -e; skipped=""; $(GO_FAILED); \
+	if [ -z "$(GO)" ]; then \
+	  echo "test-conformance: no Go toolchain (GO=): h2spec, grpcurl," \
+	    "grpc-health-probe and the gomemcache client are SKIPPED; memcstat," \
+	    "spymemcached and the rest run"; \
 	else \
 	  mkdir -p "$(GO_TOOLS)"; \
 	  for pin in $(GO_TOOL_PINS); do \
@@ -491,13 +510,25 @@ test-conformance: all
 	    if [ "$$(cat "$(GO_TOOLS)/$$name.pin" 2>/dev/null)" != "$$pin" ] || \
 	       [ ! -x "$(GO_TOOLS)/$$name" ]; then \
 	      echo "go install $$pin"; \
-	      GOBIN="$(GO_TOOLS)" "$(GO)" install "$$pin"; \
-	      echo "$$pin" > "$(GO_TOOLS)/$$name.pin"; \
+	      if GOBIN="$(abspath $(GO_TOOLS))" "$(GO)" install "$$pin"; then \
+	        echo "$$pin" > "$(GO_TOOLS)/$$name.pin"; \
+	      else go_failed $$name install; fi; \
 	    fi; \
 	  done; \
-	fi
+	  pin="gomemcache@$$(sed -n 's|^require github.com/bradfitz/gomemcache ||p' \
+	    $(GO_CLIENT_DIR)/go.mod) $$(cat $(GO_CLIENT_DIR)/go.mod $(GO_CLIENT_DIR)/go.sum \
+	    $(GO_CLIENT_DIR)/*.go | cksum | cut -d' ' -f1)"; \
+	  if [ "$$(cat "$(GO_TOOLS)/gomemcache-client.pin" 2>/dev/null)" != "$$pin" ] || \
+	     [ ! -x "$(GO_TOOLS)/gomemcache-client" ]; then \
+	    echo "go build $(GO_CLIENT_DIR) ($$pin)"; \
+	    if (cd $(GO_CLIENT_DIR) && \
+	        "$(GO)" build -buildvcs=false -o "$(abspath $(GO_TOOLS))/gomemcache-client" .); then \
+	      echo "$$pin" > "$(GO_TOOLS)/gomemcache-client.pin"; \
+	    else go_failed gomemcache-client build; fi; \
+	  fi; \
+	fi; \
 	SNOWFLAKED=$(abspath $(SERVER)) SNOWFLAKE=$(abspath $(CLI)) \
-	  $(if $(GO),SF_GO_TOOLS="$(GO_TOOLS)") \
+	  $(if $(GO),SF_GO_TOOLS="$(abspath $(GO_TOOLS))" SF_GO_SKIPPED="$$skipped") \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider -rs $(CONFORMANCE_TESTS)
 
 # The threaded generator tests under ThreadSanitizer. gcc 12's TSan cannot

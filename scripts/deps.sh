@@ -8,8 +8,8 @@
 #   deps.sh --check GROUP...  never installs: prints what is missing and the
 #                             exact command, exits 1 (every other make goal)
 #
-# Groups: build test lint bench fuzz docker etcd ops all (all: all but docker
-# and etcd). The Makefile maps goals to groups (DEPS_<goal>); a library found
+# Groups: build test lint bench fuzz docker etcd ops conformance all (all: all
+# but docker and etcd). The Makefile maps goals to groups (DEPS_<goal>); a library found
 # with pkg-config needs its -dev package here, in the group of the goals
 # using it.
 set -eu
@@ -24,6 +24,10 @@ pkgs_etcd="etcd-server etcd-client"
 # make test-ops: systemd-analyze, mandoc, man (Documentation= links), promtool,
 # procps (ps(1), which snowflaked(8) names: mandoc -T lint wants it found)
 pkgs_ops="systemd mandoc man-db prometheus python3-yaml procps"
+# make test-conformance, beyond test: the Java memcached client spymemcached
+# and a JDK to compile the test's client against it (the Go tools come from
+# the Go module proxy, not from here)
+pkgs_conformance="default-jdk-headless libspymemcached-java"
 
 check=0
 if [ "${1:-}" = --check ]; then
@@ -34,10 +38,10 @@ fi
 want=""
 for g in "$@"; do
   case "$g" in
-  all) want="$want $pkgs_build $pkgs_test $pkgs_lint $pkgs_bench $pkgs_fuzz $pkgs_ops" ;;
-  build | test | lint | bench | fuzz | docker | etcd | ops)
+  all) want="$want $pkgs_build $pkgs_test $pkgs_lint $pkgs_bench $pkgs_fuzz $pkgs_ops $pkgs_conformance" ;;
+  build | test | lint | bench | fuzz | docker | etcd | ops | conformance)
     eval "want=\"\$want \$pkgs_$g\"" ;;
-  *) echo "deps.sh: unknown group \"$g\" (build test lint bench fuzz docker etcd ops all)" >&2; exit 2 ;;
+  *) echo "deps.sh: unknown group \"$g\" (build test lint bench fuzz docker etcd ops conformance all)" >&2; exit 2 ;;
   esac
 done
 [ -n "$want" ] || exit 0

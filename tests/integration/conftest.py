@@ -27,9 +27,12 @@ IO_TIMEOUT = 10.0
 
 def go_tool(name):
     """The path of a Go tool `make test-conformance` installs (h2spec,
-    grpcurl, grpc-health-probe): in SF_GO_TOOLS when set, else on PATH;
-    None when absent. With SF_GO_TOOLS set (the conformance goal) a
-    missing tool is an error, not a skip."""
+    grpcurl, grpc-health-probe, gomemcache-client): in SF_GO_TOOLS when
+    set, else on PATH; None when absent. With SF_GO_TOOLS set (the
+    conformance goal) a missing tool is an error, not a skip, unless its
+    go install or build failed and the goal said so (SF_GO_SKIPPED)."""
+    if name in os.environ.get("SF_GO_SKIPPED", "").split():
+        return None
     d = os.environ.get("SF_GO_TOOLS")
     path = os.path.join(d, name) if d else shutil.which(name)
     if path and os.access(path, os.X_OK):

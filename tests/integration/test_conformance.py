@@ -17,7 +17,8 @@ H2SPEC = go_tool("h2spec")
 
 
 @pytest.mark.skipif(H2SPEC is None, reason="h2spec not installed (make "
-                    "test-conformance installs it; needs Go)")
+                    "test-conformance installs it; needs Go and its "
+                    "module proxy)")
 @pytest.mark.parametrize("strict", [False, True], ids=["all", "strict"])
 def test_h2spec_every_case_passes(snowflaked, tmp_path, strict):
     n = snowflaked()

@@ -101,7 +101,8 @@ def test_watch_at_shutdown(snowflaked, pb):  # noqa: F811
 
 @pytest.mark.skipif(go_tool("grpc-health-probe") is None,
                     reason="grpc-health-probe not installed (make "
-                    "test-conformance installs it; needs Go)")
+                    "test-conformance installs it; needs Go and its "
+                    "module proxy)")
 def test_grpc_health_probe(snowflaked, tmp_path):
     n = snowflaked()
     rc, out = probe(n.port)

@@ -27,7 +27,7 @@ SERVICES = ["snowflake.v1.Snowflake", "grpc.health.v1.Health",
 GRPCURL = go_tool("grpcurl")
 needs_grpcurl = pytest.mark.skipif(
     GRPCURL is None, reason="grpcurl not installed (make test-conformance "
-    "installs it; needs Go)")
+    "installs it; needs Go and its module proxy)")
 
 
 @pytest.fixture(scope="module")
