@@ -476,7 +476,7 @@ nemesis-ci: all
 # (tests/conformance/gomemcache) built there once per version of its
 # sources. With no Go toolchain (GO=) they are skipped with a message and
 # the rest runs; so is each one whose go install or build fails (no module
-# proxy), unless CONFORMANCE_REQUIRE_GO=1 (.ci/run), where that fails.
+# proxy), unless CONFORMANCE_REQUIRE_GO=1 (.ci/run), where either fails.
 GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go))
 GO_TOOLS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/snowflake-id/go-tools
 GO_TOOL_PINS := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible \
@@ -499,7 +499,9 @@ GO_FAILED = go_failed() { \
   skipped="$$skipped $$1"; }
 test-conformance: all
 	@set -e; skipped=""; $(GO_FAILED); \
-	if [ -z "$(GO)" ]; then \
+	if [ -z "$(GO)" ] && [ "$(CONFORMANCE_REQUIRE_GO)" = 1 ]; then \
+	  echo "test-conformance: no Go toolchain (CONFORMANCE_REQUIRE_GO=1)" >&2; exit 1; \
+	elif [ -z "$(GO)" ]; then \
 	  echo "test-conformance: no Go toolchain (GO=): h2spec, grpcurl," \
 	    "grpc-health-probe and the gomemcache client are SKIPPED; memcstat," \
 	    "spymemcached and the rest run"; \
