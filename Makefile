@@ -585,8 +585,8 @@ test-systemd-live: all
 	$(MAKE) --no-print-directory install DESTDIR=$(SYSTEMD_ROOT) PREFIX=/usr/local >/dev/null
 	$(PYTHON) tests/e2e/systemd.py $(SYSTEMD_ROOT)
 
--include $(wildcard $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*.d)
+-include $(wildcard $(BUILD)/obj/*/*/*/*.d $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*.d)
 .SECONDARY: $(PROTO_C) $(PROTO_H) $(GEN)/descriptors.c
--include $(wildcard $(FUZZ_BUILD)/obj/*/*/*.d)
+-include $(wildcard $(FUZZ_BUILD)/obj/*/*/*/*.d $(FUZZ_BUILD)/obj/*/*/*.d)
 
 endif # DEPS_FRONT
