@@ -10,13 +10,14 @@
 # set-up and the shutdown cancel out. Counted: the server's user-space
 # instructions only (its code, nghttp2, protobuf-c, libc). The system calls'
 # kernel time, most of the CPU time at one stream per connection, is not;
-# bench_h2.sh's CPU time per call from /proc (BASELINE=) counts both. The
-# batching of requests per read still depends on timing, so a figure moves
-# by a few tenths of a percent between runs. Prints a table and the ratio
-# this/baseline; never fails on a number.
+# bench_h2.sh's CPU time per call from /proc (BASELINE=) counts both. How
+# many requests one read brings still depends on timing (at STREAMS=10 a
+# figure moves by up to 0.8% between runs), so each figure is the median of
+# REPEAT runs. Prints a table and the ratio this/baseline; never fails on a
+# number.
 #
 #   BASELINE=path/to/an/older/snowflaked make bench-h2-instr
-#   N1=2000 N2=12000 CONNS=64 STREAMS_LIST="1 10" SNOWFLAKED=path
+#   N1=2000 N2=12000 CONNS=64 STREAMS_LIST="1 10" REPEAT=3 SNOWFLAKED=path
 #   CG_KEEP=dir: keep the callgrind files there (callgrind_annotate FILE)
 set -eu
 
@@ -24,6 +25,7 @@ N1=${N1:-2000}
 N2=${N2:-12000}
 CONNS=${CONNS:-64}
 STREAMS_LIST=${STREAMS_LIST:-"1 10"}
+REPEAT=${REPEAT:-3}
 NEED="h2load valgrind"
 BENCH=bench_h2_instr
 . "$(dirname "$0")/preamble.sh"
@@ -65,15 +67,24 @@ instr() {
   awk '/^(summary|totals):/ { print $2; exit }' "$out"
 }
 
-# per_call BINARY STREAMS NAME -> instructions per call
+# per_call BINARY STREAMS NAME -> instructions per call, the median of
+# REPEAT runs
 per_call() {
-  t1=$(instr "$1" "$N1" "$2" "$3")
-  t2=$(instr "$1" "$N2" "$2" "$3")
-  echo $(((t2 - t1) / (N2 - N1)))
+  : > "$DIR/runs"
+  k=1
+  while [ "$k" -le "$REPEAT" ]; do
+    t1=$(instr "$1" "$N1" "$2" "$3")
+    t2=$(instr "$1" "$N2" "$2" "$3")
+    echo $(((t2 - t1) / (N2 - N1))) >> "$DIR/runs"
+    k=$((k + 1))
+  done
+  sort -n "$DIR/runs" | awk '{ v[NR] = $1 } END {
+    printf "%d", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 echo "== gRPC $NEXT count=1: user-space instructions per call (valgrind --tool=callgrind)"
-echo "   h2load -t1 -c$CONNS -n$N1 and -n$N2, per call = difference / $((N2 - N1)); kernel time not counted"
+echo "   h2load -t1 -c$CONNS -n$N1 and -n$N2, per call = difference / $((N2 - N1)), median of $REPEAT runs"
+echo "   user-space instructions only: the kernel's work (system calls) is not counted"
 printf '%-8s %14s %14s %10s\n' streams "this" baseline "this/base"
 for m in $STREAMS_LIST; do
   a=$(per_call "$SNOWFLAKED" "$m" this)
