@@ -1,7 +1,7 @@
 /*
- * h2_ledger.c - which of the client's recent stream ids were opened and
- * which the server reset, for HEADERS frames on streams nghttp2 does not
- * hold.
+ * h2_ledger.c - which of the client's recent stream ids were opened, which
+ * the client ended and which the server reset, for HEADERS and DATA frames
+ * on streams nghttp2 does not hold.
  *
  * nghttp2 keeps no closed stream (no_closed_streams: keeping up to
  * SF_H2_MAX_STREAMS of them cost about 1.5% of the instructions of a gRPC
@@ -29,6 +29,9 @@
 #define SET(set, id) ((set)[SLOT(id) / 64] |= UINT64_C(1) << (SLOT(id) % 64))
 #define CLR(set, id) ((set)[SLOT(id) / 64] &= ~(UINT64_C(1) << (SLOT(id) % 64)))
 
+#define IN_WINDOW(hi, id)                                                      \
+  ((id)&1 && (id) <= (hi) && (hi) - (id) < 2 * SF_H2_LEDGER)
+
 void sf__h2_ledger_open(sf_h2_ledger *l, int32_t id) {
   if (id <= l->hi || !(id & 1))
     return;
@@ -48,12 +51,9 @@ void sf__h2_ledger_open(sf_h2_ledger *l, int32_t id) {
 }
 
 void sf__h2_ledger_reset(sf_h2_ledger *l, int32_t id) {
-  if ((id & 1) && id <= l->hi && l->hi - id < 2 * SF_H2_LEDGER)
+  if (IN_WINDOW(l->hi, id))
     SET(l->reset, id);
 }
-
-#define IN_WINDOW(hi, id)                                                      \
-  ((id)&1 && (id) <= (hi) && (hi) - (id) < 2 * SF_H2_LEDGER)
 
 /* be32 reads 4 bytes in network order. */
 static inline uint32_t be32(const uint8_t *p) {
@@ -63,8 +63,9 @@ static inline uint32_t be32(const uint8_t *p) {
 }
 
 /* frame records the client frame header h; 1 when it is DATA that RFC
- * 9113 makes a STREAM_CLOSED error. Every frame passes here: kept short,
- * so the stream a slot of ended[] is about is its value (no window). */
+ * 9113 makes a STREAM_CLOSED error. Every frame passes here, so it is
+ * kept short: a slot of ended[] holds the stream id itself, which needs no
+ * window check and no clearing when a new stream takes the slot. */
 static inline int frame(sf_h2_ledger *l, const uint8_t *h) {
   uint8_t type = h[3], flags = h[4];
   int32_t id;
@@ -130,8 +131,7 @@ size_t sf__h2_ledger_scan(sf_h2_ledger *l, const uint8_t *d, size_t len) {
 }
 
 sf_h2_verdict sf__h2_ledger_verdict(const sf_h2_ledger *l, int32_t id) {
-  if (!(id & 1) || id > l->hi || l->hi - id >= 2 * SF_H2_LEDGER ||
-      BIT(l->reset, id))
+  if (!IN_WINDOW(l->hi, id) || BIT(l->reset, id))
     return SF_H2_IGNORE;
   return BIT(l->opened, id) ? SF_H2_CLOSED : SF_H2_NEVER_OPENED;
 }
