@@ -72,7 +72,7 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 # first step of a make that does nothing else (DEPS_FRONT), and the build
 # happens in the fresh make it starts (SF_DEPS_READY=1).
 DEPS_INSTALL := run test test-unit test-integration test-ops test-conformance \
-                test-tsan bench bench-gen bench-http bench-resp bench-h2 \
+                test-tsan bench bench-gen bench-http bench-resp bench-h2 bench-h2-instr \
                 bench-views bench-etcd-load soak fuzz fuzz-ci nemesis nemesis-ci \
                 test-systemd-live
 DEPS_NONE := clean uninstall deps e2e
@@ -88,6 +88,7 @@ DEPS_bench := build bench
 DEPS_bench-http := build bench
 DEPS_bench-resp := build bench
 DEPS_bench-h2 := build bench
+DEPS_bench-h2-instr := build bench
 DEPS_bench-views := build bench
 DEPS_bench-etcd-load := build etcd
 DEPS_soak := build bench
@@ -219,7 +220,7 @@ SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) $(H2_CFLAGS) \
                 $(SERVER_INC) -I$(GEN)
 SERVER_LIBS = $(UV_LIBS) $(H2_LIBS) $(ETCD_LIBS) -lpthread
 
-.PHONY: bench-gen bench-http bench-views bench-resp bench-h2 bench-etcd-load all run test test-unit test-integration test-ops test-conformance test-tsan lint format \
+.PHONY: bench-gen bench-http bench-views bench-resp bench-h2 bench-h2-instr bench-etcd-load all run test test-unit test-integration test-ops test-conformance test-tsan lint format \
         install uninstall clean bench fuzz fuzz-ci fuzz-build soak e2e deps nemesis nemesis-ci \
         test-systemd-live
 
@@ -415,6 +416,11 @@ bench-resp: $(SERVER)
 # older snowflaked: gRPC Next of this build against that one instead.
 bench-h2: $(SERVER)
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_h2.sh
+
+# gRPC Next: user-space instructions per call under valgrind's callgrind,
+# the same however busy the machine (BASELINE=path: an older build beside).
+bench-h2-instr: $(SERVER)
+	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_h2_instr.sh
 
 # What one MACHINE_ID=auto node asks of etcd per second, by request kind,
 # from etcd's counters (BASELINE=path: an earlier build the same way).
@@ -612,8 +618,8 @@ test-systemd-live: all
 	$(MAKE) --no-print-directory install DESTDIR=$(SYSTEMD_ROOT) PREFIX=/usr/local >/dev/null
 	$(PYTHON) tests/e2e/systemd.py $(SYSTEMD_ROOT)
 
--include $(wildcard $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*.d)
+-include $(wildcard $(BUILD)/obj/*/*/*/*.d $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*.d)
 .SECONDARY: $(PROTO_C) $(PROTO_H) $(GEN)/descriptors.c
--include $(wildcard $(FUZZ_BUILD)/obj/*/*/*.d)
+-include $(wildcard $(FUZZ_BUILD)/obj/*/*/*/*.d $(FUZZ_BUILD)/obj/*/*/*.d)
 
 endif # DEPS_FRONT

@@ -13,7 +13,10 @@
 # h2load -t1 -cCONNS (64) -mSTREAMS (1) for DURATION s a round. Besides
 # req/s, each round reports the server's CPU time per request (user + system,
 # from /proc/PID/stat), which a busy shared machine disturbs far less than
-# req/s. Prints tables and ratios; never fails on a number.
+# req/s, though a slow round still moves it by 10-40%: the ratio of CPU
+# time is also given as the median of the rounds' ratios. Instructions per
+# call, the same however busy the machine: bench_h2_instr.sh. Prints
+# tables and ratios; never fails on a number.
 #
 #   ROUNDS=3 DURATION=10 sh bench/bench_h2.sh     (make bench-h2)
 #   SNOWFLAKED=path  SERVER_CPU=0  CLIENT_CPU=1  STREAMS=1
@@ -76,19 +79,28 @@ rounds() {
       if [ "$who" = "$a" ]; then u=$au p=$ap; else u=$bu p=$bp; fi
       set -- $(run_h2load "$p" "$u" "$@") "$@"
       printf '%-6s %-11s %12s %8s %16s\n' "$r" "$who" "$1" "$2" "$3"
-      echo "$who $1 $3" >> "$DIR/rounds"
+      echo "$who $1 $3 $r" >> "$DIR/rounds"
       shift 3
     done
     r=$((r + 1))
   done
   awk -v a="$a" -v b="$b" '
-    { n[$1]++; rps[$1] += $2; cpu[$1] += $3 }
+    { n[$1]++; rps[$1] += $2; cpu[$1] += $3; c[$1, $4] = $3 }
     END {
       x = rps[a] / n[a]; y = rps[b] / n[b]
       cx = cpu[a] / n[a]; cy = cpu[b] / n[b]
       printf "mean req/s: %s %.0f, %s %.0f; ratio %s/%s: %.2f\n", a, x, b, y, a, b, x / y
       printf "mean CPU us/request: %s %.2f, %s %.2f; requests per CPU second, %s/%s: %.2f\n",
         a, cx, b, cy, a, b, cy / cx
+      # CPU a request, a/b, in each round: one slow round moves the means,
+      # not the median of these
+      for (r = 1; r <= n[a]; r++) {
+        v[r] = c[b, r] > 0 ? c[a, r] / c[b, r] : 0
+        for (k = r; k > 1 && v[k - 1] > v[k]; k--) { t = v[k]; v[k] = v[k - 1]; v[k - 1] = t }
+      }
+      m = n[a] % 2 ? v[(n[a] + 1) / 2] : (v[n[a] / 2] + v[n[a] / 2 + 1]) / 2
+      printf "CPU us/request %s/%s: %.3f of the means, %.3f the median of %d rounds\n",
+        a, b, cx / cy, m, n[a]
     }' "$DIR/rounds"
 }
 

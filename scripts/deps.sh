@@ -17,7 +17,7 @@ set -eu
 pkgs_build="gcc libc6-dev make pkg-config libuv1-dev node-llhttp libjansson-dev libssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler"
 pkgs_test="libcmocka-dev python3 python3-pytest faketime libfaketime curl openssl etcd-server etcd-client redis-tools python3-pymemcache python3-redis python3-grpcio python3-protobuf python3-h2 nghttp2-client libmemcached-tools"
 pkgs_lint="cppcheck clang-format clang-tidy"
-pkgs_bench="wrk nginx-light procps redis-tools redis-server nghttp2-client"
+pkgs_bench="wrk nginx-light procps redis-tools redis-server nghttp2-client valgrind"
 pkgs_fuzz="clang libclang-rt-14-dev"
 pkgs_docker="debootstrap docker-compose git openssl python3"
 pkgs_etcd="etcd-server etcd-client"

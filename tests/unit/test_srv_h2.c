@@ -724,6 +724,90 @@ static void test_ledger(void **state) {
   assert_int_equal(sf__h2_ledger_verdict(&l, 99999), SF_H2_CLOSED);
 }
 
+/* fh writes a frame header: payload length, type, flags, stream id. */
+static size_t fh(uint8_t *p, size_t len, uint8_t type, uint8_t flags,
+                 int32_t id) {
+  p[0] = (uint8_t)(len >> 16);
+  p[1] = (uint8_t)(len >> 8);
+  p[2] = (uint8_t)len;
+  p[3] = type;
+  p[4] = flags;
+  p[5] = (uint8_t)(id >> 24);
+  p[6] = (uint8_t)(id >> 16);
+  p[7] = (uint8_t)(id >> 8);
+  p[8] = (uint8_t)id;
+  memset(p + 9, 0xee, len); /* a payload that looks like nothing */
+  return 9 + len;
+}
+
+/* sf__h2_ledger_scan: DATA after the client's END_STREAM or RST_STREAM
+ * is found (the bytes before it counted), however the bytes are split;
+ * DATA on an open stream, inside a header block or on a stream the server
+ * reset is not. */
+static void test_ledger_scan(void **state) {
+  static const uint8_t ES = NGHTTP2_FLAG_END_STREAM,
+                       EH = NGHTTP2_FLAG_END_HEADERS;
+  uint8_t b[512];
+  size_t n = 0, bad;
+  sf_h2_ledger l;
+  (void)state;
+  memcpy(b, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", SF_H2_PREFACE_LEN);
+  n = SF_H2_PREFACE_LEN;
+  n += fh(b + n, 6, NGHTTP2_SETTINGS, 0, 0);
+  n += fh(b + n, 3, NGHTTP2_HEADERS, EH, 1);      /* 1 open */
+  n += fh(b + n, 5, NGHTTP2_DATA, 0, 1);          /* fine */
+  n += fh(b + n, 5, NGHTTP2_DATA, ES, 1);         /* 1 ended */
+  n += fh(b + n, 3, NGHTTP2_HEADERS, EH | ES, 3); /* 3 ended */
+  n += fh(b + n, 4, NGHTTP2_RST_STREAM, 0, 5);    /* 5 reset by the client */
+  n += fh(b + n, 3, NGHTTP2_HEADERS, ES, 7);      /* a block goes on */
+  n += fh(b + n, 1, NGHTTP2_DATA, 0, 7);          /* nghttp2's error */
+  n += fh(b + n, 3, NGHTTP2_CONTINUATION, EH, 7);
+  n += fh(b + n, 8, NGHTTP2_WINDOW_UPDATE, 0, 1);
+  n += fh(b + n, 3, NGHTTP2_HEADERS, EH, 9); /* 9 open */
+  n += fh(b + n, 2, NGHTTP2_DATA, 0, 9);     /* fine */
+  bad = n;
+  n += fh(b + n, 2, NGHTTP2_DATA, 0, 3); /* after END_STREAM */
+  /* whole, and split at every byte */
+  for (size_t cut = 0; cut <= n; cut++) {
+    size_t got;
+    memset(&l, 0, sizeof l);
+    l.scan_skip = SF_H2_PREFACE_LEN;
+    got = sf__h2_ledger_scan(&l, b, cut);
+    if (cut <= bad) {
+      assert_int_equal(got, cut);
+      got = cut + sf__h2_ledger_scan(&l, b + cut, n - cut);
+      assert_int_equal(got, bad);
+    } else if (cut < bad + 9) { /* its header split: found in the next */
+      assert_int_equal(got, cut);
+      assert_int_equal(sf__h2_ledger_scan(&l, b + cut, n - cut), 0);
+    } else
+      assert_int_equal(got, bad);
+  }
+  /* RST_STREAM by the client, then DATA: found */
+  memset(&l, 0, sizeof l);
+  n = fh(b, 3, NGHTTP2_HEADERS, EH, 5);
+  n += fh(b + n, 4, NGHTTP2_RST_STREAM, 0, 5);
+  bad = n;
+  n += fh(b + n, 1, NGHTTP2_DATA, ES, 5);
+  assert_int_equal(sf__h2_ledger_scan(&l, b, n), bad);
+  /* ... unless the server had reset it: what was in flight is ignored */
+  memset(&l, 0, sizeof l);
+  n = fh(b, 3, NGHTTP2_HEADERS, EH | ES, 1);
+  assert_int_equal(sf__h2_ledger_scan(&l, b, n), n);
+  sf__h2_ledger_open(&l, 1);
+  sf__h2_ledger_reset(&l, 1);
+  n = fh(b, 1, NGHTTP2_DATA, 0, 1);
+  assert_int_equal(sf__h2_ledger_scan(&l, b, n), n);
+  /* a header split over reads, after a payload split over reads */
+  memset(&l, 0, sizeof l);
+  n = fh(b, 20, NGHTTP2_HEADERS, EH | ES, 1);
+  bad = n;
+  n += fh(b + n, 1, NGHTTP2_DATA, 0, 1);
+  assert_int_equal(sf__h2_ledger_scan(&l, b, 15), 15);
+  assert_int_equal(sf__h2_ledger_scan(&l, b + 15, bad + 4 - 15), bad + 4 - 15);
+  assert_int_equal(sf__h2_ledger_scan(&l, b + bad + 4, n - bad - 4), 0);
+}
+
 /* A client that asks for 100 large answers and reads nothing: the server
  * queues at most about SF_H2_OUT_PAUSE bytes and answers the rest once the
  * client reads. */
@@ -783,6 +867,7 @@ int main(void) {
       cmocka_unit_test(test_header_limits),
       cmocka_unit_test(test_health_watch),
       cmocka_unit_test(test_ledger),
+      cmocka_unit_test(test_ledger_scan),
       cmocka_unit_test(test_reflection),
       cmocka_unit_test(test_output_bounded_then_all_answered),
       cmocka_unit_test(test_garbage_after_preface_is_goaway),

@@ -279,8 +279,9 @@ static int on_invalid(nghttp2_session *s, const nghttp2_frame *f, int err,
 /* on_begin looks at each HEADERS frame before nghttp2 takes it: one on a
  * new client stream goes in the ledger; one on a client stream nghttp2 no
  * longer holds is a connection error unless the server reset that stream
- * (h2_ledger.c). DATA on a closed stream nghttp2 answers itself: it keeps
- * the last closed streams (it ignores such DATA without a callback). */
+ * (h2_ledger.c). DATA after the client ended its stream h2_feed() finds:
+ * nghttp2 keeps no closed stream, and ignores such DATA without a
+ * callback. */
 static int on_begin(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud) {
   h2c *c = ud;
   sf_h2_verdict v;
@@ -330,13 +331,16 @@ static void setup(void) {
   nghttp2_option_set_max_continuations(options, 8);
   nghttp2_option_set_max_outbound_ack(options, 1000);
   nghttp2_option_set_max_settings(options, 32);
-  /* nghttp2 keeps the last closed streams (at most SF_H2_MAX_STREAMS, with
-   * the open ones; about 18 kB a busy connection) to answer frames on them
-   * as RFC 9113 section 5.1 says: STREAM_CLOSED after the client ended a
-   * stream, ignored after the server reset it. For that it needs the RFC
-   * 7540 priority tree, so SETTINGS_NO_RFC7540_PRIORITIES is not sent;
-   * both cost about 1% CPU a gRPC call (bench_h2.sh BASELINE=). It also
-   * checks PRIORITY frames then (stream 0, a stream depending on itself). */
+  /* No closed streams kept: the ledger answers frames on them as RFC 9113
+   * section 5.1 says (on_begin; h2_feed for DATA). Keeping up to
+   * SF_H2_MAX_STREAMS of them cost 1.3-1.5% of the user-space instructions
+   * of a gRPC call (the ledger's scan gives back 0.45%), more in CPU time,
+   * and 18 kB a busy connection (bench_h2_instr.sh, bench_h2.sh).
+   * SETTINGS_NO_RFC7540_PRIORITIES is still not sent, though the RFC 7540
+   * priority tree costs about 1% more: without it nghttp2 skips PRIORITY
+   * frames unchecked (stream 0, a stream depending on itself: h2spec 6.3/1,
+   * 5.3.1/2) and unlimited (on_frame's rate limit). */
+  nghttp2_option_set_no_closed_streams(options, 1);
 }
 
 static void *h2_conn_new(sf_worker *w) {
@@ -358,6 +362,7 @@ static void *h2_conn_new(sf_worker *w) {
   c->deferred = 0;
   c->calls = c->early = 0;
   memset(&c->ledger, 0, sizeof c->ledger);
+  c->ledger.scan_skip = SF_H2_PREFACE_LEN;
   c->ctrl_tokens = SF_H2_CTRL_BURST;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &c->ctrl_at);
   c->out = c->out_inline;
@@ -378,12 +383,19 @@ static void *h2_conn_new(sf_worker *w) {
 
 static size_t h2_feed(void *pc, const char *data, size_t len) {
   h2c *c = pc;
+  size_t ok;
   ssize_t n;
   if (c->dead || !nghttp2_session_want_read(c->s))
     return len; /* closing: input is dropped */
   if (c->out_len >= SF_H2_OUT_PAUSE)
     return 0;
-  n = nghttp2_session_mem_recv(c->s, (const uint8_t *)data, len);
+  /* nghttp2 gets the frames before one it would ignore but RFC 9113 5.1
+   * makes a STREAM_CLOSED error: DATA after the client ended its stream
+   * (END_STREAM or RST_STREAM) and the server did not reset it. */
+  ok = sf__h2_ledger_scan(&c->ledger, (const uint8_t *)data, len);
+  n = nghttp2_session_mem_recv(c->s, (const uint8_t *)data, ok);
+  if (n >= 0 && ok < len)
+    nghttp2_session_terminate_session(c->s, NGHTTP2_STREAM_CLOSED);
   if (n < 0)
     c->dead = 1; /* bad preface, flood, out of memory: close now */
   else

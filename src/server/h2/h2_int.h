@@ -51,9 +51,17 @@ typedef struct stream {
 
 /* The client's last SF_H2_LEDGER stream ids (h2_ledger.c). */
 #define SF_H2_LEDGER 256
+#define SF_H2_PREFACE_LEN 24 /* the client's, before its first frame */
 typedef struct sf_h2_ledger {
   int32_t hi; /* the highest client stream id a HEADERS frame used */
   uint64_t opened[SF_H2_LEDGER / 64], reset[SF_H2_LEDGER / 64];
+  /* sf__h2_ledger_scan()'s, in the order of the bytes: */
+  uint32_t scan_skip; /* bytes of a frame's payload (the preface) to pass */
+  uint8_t scan_hd[9]; /* a frame header split between two reads */
+  uint8_t scan_hd_len;
+  uint8_t scan_block; /* in a header block (CONTINUATION follows) */
+  /* the last stream of each slot the client ended (END_STREAM) or reset */
+  int32_t ended[SF_H2_LEDGER];
 } sf_h2_ledger;
 
 /* What a DATA or HEADERS frame on a client stream nghttp2 does not hold
@@ -70,6 +78,11 @@ typedef enum sf_h2_verdict {
 void sf__h2_ledger_open(sf_h2_ledger *l, int32_t id);
 /* sf__h2_ledger_reset records that the server reset id. */
 void sf__h2_ledger_reset(sf_h2_ledger *l, int32_t id);
+/* sf__h2_ledger_scan reads the frame headers in the next len client
+ * bytes (scan_skip set to SF_H2_PREFACE_LEN first): how many of them come
+ * before a DATA frame on a stream the client had ended (END_STREAM) or
+ * reset and the server had not reset; len when none does. */
+size_t sf__h2_ledger_scan(sf_h2_ledger *l, const uint8_t *d, size_t len);
 /* sf__h2_ledger_verdict judges a frame on client stream id, which nghttp2
  * no longer holds. */
 sf_h2_verdict sf__h2_ledger_verdict(const sf_h2_ledger *l, int32_t id);
