@@ -100,29 +100,30 @@ while [ "$r" -le "$ROUNDS" ]; do
   done
   r=$((r + 1))
 done
-# Means over the rounds; the GET/s ratio is also given per round (lo-hi),
-# since the rounds pair the servers in time.
+# Means over the rounds; the GET/s ratio also per round (its median, lowest
+# and highest), since a round pairs the servers in time and one slow round
+# moves the means.
 awk -v base="${BASELINE:-}" '
   { k = $1 " " $2; s[k] += $3; u[k] += $4; n[k]++
     r = $1 " " ++seen[k]; v[r " " $2] = $3; rounds[$1] = seen[k] }
   function m(a, k) { return n[k] ? a[k] / n[k] : 0 }
-  function spread(md, who,   i, lo, hi, x) {
-    lo = 1e9; hi = 0
-    for (i = 1; i <= rounds[md]; i++) {
-      if (!v[md " " i " " who]) continue
-      x = v[md " " i " snowflaked"] / v[md " " i " " who]
-      if (x < lo) lo = x
-      if (x > hi) hi = x
-    }
-    return sprintf("%.3f-%.3f", lo, hi)
+  # spread: the per-round GET/s ratios snowflaked/who, "median (lo-hi)".
+  function spread(md, who,   i, k, j, t, x) {
+    k = 0
+    for (i = 1; i <= rounds[md]; i++)
+      if (v[md " " i " " who]) x[++k] = v[md " " i " snowflaked"] / v[md " " i " " who]
+    for (i = 2; i <= k; i++)
+      for (j = i; j > 1 && x[j - 1] > x[j]; j--) { t = x[j]; x[j] = x[j - 1]; x[j - 1] = t }
+    if (k == 0) return "-"
+    return sprintf("%.3f (%.3f-%.3f)", k % 2 ? x[(k + 1) / 2] : (x[k / 2] + x[k / 2 + 1]) / 2, x[1], x[k])
   }
   END {
-    printf "\n%-7s %12s %12s %7s %13s %13s %13s\n", "mode", "snowflaked/s",
-      "redis/s", "ratio", "(per round)", "sf us/GET", "redis us/GET"
+    printf "\n%-7s %12s %12s %7s %26s %10s %12s\n", "mode", "snowflaked/s",
+      "redis/s", "ratio", "per round: median (lo-hi)", "sf us/GET", "redis us/GET"
     split("P16 P1", modes, " ")
     for (i = 1; i <= 2; i++) {
       md = modes[i]; a = m(s, md " snowflaked"); b = m(s, md " redis")
-      printf "%-7s %12.0f %12.0f %7.3f %13s %13.3f %13.3f\n",
+      printf "%-7s %12.0f %12.0f %7.3f %26s %10.3f %12.3f\n",
         (md == "P16" ? "-P 16" : "no -P"), a, b, (b > 0 ? a / b : 0),
         spread(md, "redis"), m(u, md " snowflaked"), m(u, md " redis")
     }
