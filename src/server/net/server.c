@@ -1,7 +1,6 @@
 /*
  * server.c - sockets and event loops: accept, read, feed the connection's
- * pure protocol (proto.h: HTTP/1.x, HTTP/2, ...), write, time out, shut
- * down.
+ * protocol (proto.h: HTTP/1.x, HTTP/2, ...), write, time out, shut down.
  *
  * Each connection has at most one write in flight; while it is, reading
  * stops, so a client that does not read its answers only ever holds its own
@@ -10,17 +9,12 @@
  */
 #include "server.h"
 
-#include <errno.h>
-#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
-#include <arpa/inet.h>
 #include <uv.h>
 
 #include "sockaddr.h"
@@ -255,11 +249,9 @@ static int sniff(conn *c, const char **data, size_t *len) {
   return start(c, c->spec->h2);
 }
 
-/* on_flush_check sends, after libuv has run the callbacks of every socket
- * that was ready, the answers those reads made (connections closed since
- * are skipped; they are freed only after this phase), as redis-server
- * does in beforeSleep: a client with many connections then finds many
- * answers at each wake-up instead of one. */
+/* on_flush_check sends the answers of a pass over the ready sockets after
+ * it, as redis-server's beforeSleep does (closed connections are skipped;
+ * libuv frees them only after this phase). */
 static void on_flush_check(uv_check_t *h) {
   worker *wk = h->data;
   conn *c = wk->flushq;
@@ -324,8 +316,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   } else if (n < 0) {
     c->eof = 1;
     uv_read_stop(s);
-    /* Answers still queued for this pass go out first (libuv reads the end
-     * in the same pass when the data before it filled the buffer). */
+    /* Answers queued in this pass go out first (a full read, then EOF). */
     if (c->queued && !c->writing && flush(c) != 0)
       return; /* closing, or on_write ends it (resume sees eof) */
     if (!c->writing)
@@ -481,27 +472,6 @@ static void worker_free(worker *wk) {
   free(wk);
 }
 
-/* listen_socket makes one SO_REUSEPORT listening socket: fd or -1. */
-static int listen_socket(const sf_srv_config *cfg, const sf_listen_spec *spec,
-                         char *err, size_t errlen) {
-  struct sockaddr_storage ss;
-  socklen_t sl = sf__sockaddr(cfg->bind, cfg->bind_v6, spec->port, 0, &ss);
-  int one = 1, fd;
-  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-      bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 4096) != 0) {
-    snprintf(err, errlen, "%s: cannot listen on %s%s%s:%u: %s", spec->name,
-             cfg->bind_v6 ? "[" : "", cfg->bind, cfg->bind_v6 ? "]" : "",
-             spec->port, strerror(errno));
-    if (fd >= 0)
-      close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 static int worker_new(sf_server *s, unsigned i, char *err, size_t errlen) {
   const sf_srv_config *cfg = s->node->cfg;
   worker *wk = calloc(1, sizeof *wk);
@@ -520,7 +490,8 @@ static int worker_new(sf_server *s, unsigned i, char *err, size_t errlen) {
     listener *ls = &wk->listeners[k];
     ls->wk = wk;
     ls->spec = &s->specs[k];
-    ls->fd = listen_socket(cfg, ls->spec, err, errlen);
+    ls->fd = sf__listen_socket(cfg->bind, cfg->bind_v6, ls->spec->port,
+                               ls->spec->name, err, errlen);
     wk->nlisteners = k + 1;
     if (ls->fd < 0)
       return -1;
@@ -561,6 +532,12 @@ static int worker_new(sf_server *s, unsigned i, char *err, size_t errlen) {
   return 0;
 }
 
+static void close_any(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
 int sf__server_start(sf_node *node, const sf_listen_spec *specs,
                      unsigned nspecs, sf_server **out, char *err,
                      size_t errlen) {
@@ -598,19 +575,8 @@ int sf__server_start(sf_node *node, const sf_listen_spec *specs,
 fail:
   for (unsigned i = 0; i < n; i++) {
     worker *wk = s->workers[i];
-    if (wk && wk->started) {
-      for (unsigned k = 0; k < wk->nlisteners; k++)
-        if (wk->listeners[k].tcp.loop)
-          uv_close((uv_handle_t *)&wk->listeners[k].tcp, NULL);
-      if (wk->stop_async.loop)
-        uv_close((uv_handle_t *)&wk->stop_async, NULL);
-      if (wk->tick.loop) {
-        uv_close((uv_handle_t *)&wk->tick, NULL);
-        uv_close((uv_handle_t *)&wk->stop_timer, NULL);
-      }
-      if (wk->flush_check.loop)
-        uv_close((uv_handle_t *)&wk->flush_check, NULL);
-    }
+    if (wk && wk->started)
+      uv_walk(&wk->loop, close_any, NULL);
     worker_free(wk);
   }
   free(s->workers);

@@ -1,12 +1,15 @@
 /*
- * sockaddr.c - numeric IPv4 and IPv6 socket addresses, and the port a
- * socket is bound to.
+ * sockaddr.c - numeric IPv4 and IPv6 socket addresses, listening sockets,
+ * and the port a socket is bound to.
  */
 #include "sockaddr.h"
 
+#include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 
@@ -41,4 +44,23 @@ unsigned sf__sockaddr_port(int fd) {
   if (ss.ss_family == AF_INET6)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+int sf__listen_socket(const char *addr, int v6, unsigned port, const char *name,
+                      char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sf__sockaddr(addr, v6, port, 0, &ss);
+  int one = 1, fd;
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+      bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 4096) != 0) {
+    snprintf(err, errlen, "%s: cannot listen on %s%s%s:%u: %s", name,
+             v6 ? "[" : "", addr, v6 ? "]" : "", port, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  return fd;
 }
