@@ -63,6 +63,26 @@ def test_config_error_exits_2_with_one_line(env, args, words):
         assert w in lines[0], (w, lines[0])
 
 
+@pytest.mark.parametrize("setting", ["PORT", "REDIS_PORT", "MEMCACHED_PORT"])
+def test_port_in_use_exits_1_naming_it(setting):
+    """A port another process holds: exit 1 (not a bad setting: the same
+    settings work once the port is free) with one line naming the setting,
+    the address and the cause, after the listeners opened before it are
+    closed again (with THREADS=2, two workers to undo)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {"MACHINE_ID": "1", "BIND": "127.0.0.1", "THREADS": "2",
+               "PORT": "0", "REDIS_PORT": "0", "MEMCACHED_PORT": "0"}
+        env[setting] = str(port)
+        rc, out, err = run_snowflaked([], **env)
+    assert rc == 1, (rc, err)
+    assert err.strip().splitlines()[-1] == (
+        "snowflaked: %s: cannot listen on 127.0.0.1:%d: Address already in use"
+        % (setting, port))
+
+
 def test_flag_wins_over_environment(snowflaked):
     n = snowflaked(MACHINE_ID="3", args=["--machine-id", "9"])
     assert n.get_json("/id")["machine_id"] == 9
