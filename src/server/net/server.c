@@ -317,7 +317,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     c->eof = 1;
     uv_read_stop(s);
     /* Answers queued in this pass go out first (a full read, then EOF). */
-    if (c->queued && !c->writing && flush(c) != 0)
+    if (c->queued && !c->writing && !c->draining && flush(c) != 0)
       return; /* closing, or on_write ends it (resume sees eof) */
     if (!c->writing)
       close_conn(c);
@@ -442,12 +442,12 @@ static void on_stop(uv_async_t *a) {
   for (unsigned i = 0; i < wk->nlisteners; i++)
     uv_close((uv_handle_t *)&wk->listeners[i].tcp, on_handle_closed);
   /* Idle connections go now, after a goodbye where the protocol has one
-   * (flush closes once it is out); the others once their answers are. */
+   * (flush closes once it is out); the rest, queued ones too, once sent. */
   for (conn *c = wk->conns; c; c = c->next)
     if (c->pc && c->proto->goaway && !c->writing && !c->closed) {
       c->proto->goaway(c->pc);
       flush(c);
-    } else if (!c->writing && c->pending_len == 0)
+    } else if (!c->writing && c->pending_len == 0 && !c->queued)
       close_conn(c);
   uv_timer_start(&wk->stop_timer, on_stop_timer, STOP_MS, 0);
   maybe_finish(wk);
