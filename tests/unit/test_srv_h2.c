@@ -806,6 +806,16 @@ static void test_ledger_scan(void **state) {
   assert_int_equal(sf__h2_ledger_scan(&l, b, 15), 15);
   assert_int_equal(sf__h2_ledger_scan(&l, b + 15, bad + 4 - 15), bad + 4 - 15);
   assert_int_equal(sf__h2_ledger_scan(&l, b + bad + 4, n - bad - 4), 0);
+  /* DATA on stream 0 is nghttp2's PROTOCOL_ERROR, not STREAM_CLOSED */
+  memset(&l, 0, sizeof l);
+  n = fh(b, 1, NGHTTP2_DATA, 0, 0);
+  assert_int_equal(sf__h2_ledger_scan(&l, b, n), n);
+  /* 0x1 on CONTINUATION is no END_STREAM: stream 1 stays open */
+  memset(&l, 0, sizeof l);
+  n = fh(b, 3, NGHTTP2_HEADERS, 0, 1);
+  n += fh(b + n, 3, NGHTTP2_CONTINUATION, EH | ES, 1);
+  n += fh(b + n, 1, NGHTTP2_DATA, 0, 1);
+  assert_int_equal(sf__h2_ledger_scan(&l, b, n), n);
 }
 
 /* A client that asks for 100 large answers and reads nothing: the server

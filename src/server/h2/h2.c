@@ -356,7 +356,7 @@ static void *h2_conn_new(sf_worker *w) {
   if (!c)
     return NULL;
   c->w = w;
-  c->dead = 0;
+  c->dead = c->scan_stopped = 0;
   c->streams = NULL;
   c->pending = 0;
   c->deferred = 0;
@@ -385,7 +385,7 @@ static size_t h2_feed(void *pc, const char *data, size_t len) {
   h2c *c = pc;
   size_t ok;
   ssize_t n;
-  if (c->dead || !nghttp2_session_want_read(c->s))
+  if (c->dead || c->scan_stopped || !nghttp2_session_want_read(c->s))
     return len; /* closing: input is dropped */
   if (c->out_len >= SF_H2_OUT_PAUSE)
     return 0;
@@ -394,8 +394,10 @@ static size_t h2_feed(void *pc, const char *data, size_t len) {
    * (END_STREAM or RST_STREAM) and the server did not reset it. */
   ok = sf__h2_ledger_scan(&c->ledger, (const uint8_t *)data, len);
   n = nghttp2_session_mem_recv(c->s, (const uint8_t *)data, ok);
-  if (n >= 0 && ok < len)
+  if (n >= 0 && ok < len) { /* the scan stopped mid-read: nothing more */
+    c->scan_stopped = 1;
     nghttp2_session_terminate_session(c->s, NGHTTP2_STREAM_CLOSED);
+  }
   if (n < 0)
     c->dead = 1; /* bad preface, flood, out of memory: close now */
   else

@@ -91,6 +91,7 @@ typedef struct h2c {
   nghttp2_session *s;
   sf_worker *w;
   int dead;          /* a fatal nghttp2 error: close without more output */
+  int scan_stopped;  /* the ledger's scan ended the session: input dropped */
   stream *streams;   /* nghttp2_session_del() calls no on_close */
   size_t pending;    /* answer bytes not yet framed */
   unsigned deferred; /* requests done but not answered: pending was high */

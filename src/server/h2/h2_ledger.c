@@ -76,7 +76,7 @@ static inline int frame(sf_h2_ledger *l, const uint8_t *h) {
   case NGHTTP2_DATA:
     if (l->scan_block)
       return 0; /* inside a header block: nghttp2's PROTOCOL_ERROR */
-    if (l->ended[SLOT(id)] == id)
+    if (id > 0 && l->ended[SLOT(id)] == id) /* 0: nghttp2's PROTOCOL_ERROR */
       return !(IN_WINDOW(l->hi, id) && BIT(l->reset, id));
     break;
   case NGHTTP2_RST_STREAM:
@@ -85,6 +85,8 @@ static inline int frame(sf_h2_ledger *l, const uint8_t *h) {
   case NGHTTP2_HEADERS:
   case NGHTTP2_CONTINUATION:
     l->scan_block = !(flags & NGHTTP2_FLAG_END_HEADERS);
+    if (type == NGHTTP2_CONTINUATION)
+      flags = 0; /* 0x1 is no CONTINUATION flag: ignored (RFC 9113 4.1) */
     break;
   default: /* PRIORITY */
     return 0;
