@@ -67,8 +67,7 @@ def test_config_error_exits_2_with_one_line(env, args, words):
 def test_port_in_use_exits_1_naming_it(setting):
     """A port another process holds: exit 1 (not a bad setting: the same
     settings work once the port is free) with one line naming the setting,
-    the address and the cause, after the listeners opened before it are
-    closed again (with THREADS=2, two workers to undo)."""
+    the address and the cause, whichever listener it is."""
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
