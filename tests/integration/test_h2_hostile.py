@@ -350,7 +350,8 @@ def data(sid, payload=b"x", end=True):
 
 @pytest.mark.parametrize("case", [
     "headers_after_close", "data_after_close", "data_after_client_reset",
-    "lower_id_never_opened", "priority_on_stream_0", "priority_on_itself"])
+    "lower_id_never_opened", "priority_on_stream_0", "priority_on_itself",
+    "data_on_stream_0", "data_after_continuation_with_0x1"])
 def test_frames_on_closed_streams_are_errors(snowflaked, case):
     """What h2spec 5.1, 5.1.1, 5.3.1 and 6.3 send: a connection error of
     the type RFC 9113 names (a stream error is allowed for some; this
@@ -376,6 +377,21 @@ def test_frames_on_closed_streams_are_errors(snowflaked, case):
         c.s.sendall(b"\x00\x00\x05\x02\x00\x00\x00\x00\x00"
                     b"\x00\x00\x00\x01\x10")
         want = PROTOCOL_ERROR
+    elif case == "data_on_stream_0":
+        # RFC 9113 6.1: PROTOCOL_ERROR (hyperframe refuses stream 0).
+        c.s.sendall(b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")
+        want = PROTOCOL_ERROR
+    elif case == "data_after_continuation_with_0x1":
+        # 0x1 is no CONTINUATION flag (RFC 9113 4.1): stream 1 stays open,
+        # its request body and answer go on; then DATA after its end.
+        block = hpack.Encoder().encode(req_headers("/id", "POST"))
+        c.s.sendall(b"\x00\x00\x00\x01\x00\x00\x00\x00\x01" +
+                    len(block).to_bytes(3, "big") + b"\x09\x05\x00\x00\x00\x01"
+                    + block)
+        c.send(data(1, b"", end=True))
+        c.frames(until=lambda f: isinstance(f, hf.DataFrame)
+                 and f.stream_id == 1 and "END_STREAM" in f.flags)
+        c.send(data(1))
     else:
         c.send(hf.PriorityFrame(3, depends_on=3, stream_weight=16))
         want = PROTOCOL_ERROR
