@@ -72,7 +72,7 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 # first step of a make that does nothing else (DEPS_FRONT), and the build
 # happens in the fresh make it starts (SF_DEPS_READY=1).
 DEPS_INSTALL := run test test-unit test-integration test-ops test-conformance \
-                test-tsan bench bench-gen bench-http bench-resp bench-h2 bench-h2-instr \
+                test-tsan bench bench-gen bench-http bench-resp bench-resp-instr bench-h2 bench-h2-instr \
                 bench-views bench-etcd-load soak fuzz fuzz-ci nemesis nemesis-ci \
                 test-systemd-live
 DEPS_NONE := clean uninstall deps e2e
@@ -89,6 +89,7 @@ DEPS_bench-http := build bench
 DEPS_bench-resp := build bench
 DEPS_bench-h2 := build bench
 DEPS_bench-h2-instr := build bench
+DEPS_bench-resp-instr := build bench
 DEPS_bench-views := build bench
 DEPS_bench-etcd-load := build etcd
 DEPS_soak := build bench
@@ -220,7 +221,7 @@ SERVER_CFLAGS = $(UV_CFLAGS) -I$(LLHTTP_INCDIR) $(ETCD_CFLAGS) $(H2_CFLAGS) \
                 $(SERVER_INC) -I$(GEN)
 SERVER_LIBS = $(UV_LIBS) $(H2_LIBS) $(ETCD_LIBS) -lpthread
 
-.PHONY: bench-gen bench-http bench-views bench-resp bench-h2 bench-h2-instr bench-etcd-load all run test test-unit test-integration test-ops test-conformance test-tsan lint format \
+.PHONY: bench-gen bench-http bench-views bench-resp bench-resp-instr bench-h2 bench-h2-instr bench-etcd-load all run test test-unit test-integration test-ops test-conformance test-tsan lint format \
         install uninstall clean bench fuzz fuzz-ci fuzz-build soak e2e deps nemesis nemesis-ci \
         test-systemd-live
 
@@ -410,6 +411,10 @@ bench-http: $(SERVER)
 # against snowflaked's REDIS_PORT and a real redis-server holding "id".
 bench-resp: $(SERVER)
 	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_resp.sh
+# RESP GET: user-space instructions per GET under valgrind's callgrind,
+# snowflaked beside redis-server (BASELINE=path: an older build too).
+bench-resp-instr: $(SERVER)
+	SNOWFLAKED=$(abspath $(SERVER)) sh bench/bench_resp_instr.sh
 # HTTP/2: gRPC Next (count 1) against a grpc-go service (bench/grpc-go, built
 # with the Go toolchain from the module proxy), /id over h2c against nginx's
 # http2 constant, idle RSS; h2load, alternating rounds. BASELINE=path/to/an
