@@ -34,23 +34,6 @@ BENCH=bench_h2
 . "$(dirname "$0")/preamble.sh"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-wait_port() { # wait_port PORT
-  $PY - "$1" <<'PYEOF'
-import socket, sys, time
-for _ in range(1000):
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.01)
-sys.exit("bench_h2.sh: nothing answers on port %s" % sys.argv[1])
-PYEOF
-}
-
-cpu_ticks() { # cpu_ticks PID -> utime + stime in clock ticks
-  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
-}
-
 # run_h2load PID URL [h2load args] -> "req_per_s errors cpu_us_per_request"
 run_h2load() {
   pid=$1 url=$2; shift 2
@@ -116,7 +99,7 @@ if [ -n "${BASELINE:-}" ]; then
   }
   A_PORT=$(free_port); start_sf "$SNOWFLAKED" "$A_PORT"; A_PID=$SF_STARTED
   B_PORT=$(free_port); start_sf "$BASELINE" "$B_PORT"; B_PID=$SF_STARTED
-  wait_port "$A_PORT"; wait_port "$B_PORT"
+  wait_tcp "$A_PORT"; wait_tcp "$B_PORT"
   echo "== gRPC $NEXT count=1: this build vs BASELINE ($BASELINE), THREADS=1 each"
   echo "   h2load -t1 -c$CONNS -m$STREAMS ${DURATION}s x $ROUNDS rounds; servers on cpu $SERVER_CPU, h2load on cpu $CLIENT_CPU"
   rounds this "$A_PID" "http://127.0.0.1:$A_PORT$NEXT" \
@@ -136,7 +119,7 @@ GO_PORT=$(free_port)
 GOMAXPROCS=1 taskset -c "$SERVER_CPU" "$DIR/grpc-go" -addr "127.0.0.1:$GO_PORT" \
   > "$DIR/go.log" 2>&1 &
 GO_PID=$!; PIDS="$PIDS $GO_PID"
-wait_port "$SF_PORT"; wait_port "$GO_PORT"
+wait_tcp "$SF_PORT"; wait_tcp "$GO_PORT"
 
 echo "== gRPC $NEXT count=1: snowflaked THREADS=1 vs grpc-go (GOMAXPROCS=1)"
 echo "   h2load -t1 -c$CONNS -m$STREAMS ${DURATION}s x $ROUNDS rounds; servers on cpu $SERVER_CPU, h2load on cpu $CLIENT_CPU"
@@ -156,7 +139,7 @@ SF_PORT=$(free_port)
 MACHINE_ID=1 PORT=$SF_PORT BIND=127.0.0.1 THREADS=1 \
   taskset -c "$SERVER_CPU" "$SNOWFLAKED" 2>"$DIR/sf.log" &
 SF_PID=$!; PIDS="$SF_PID"
-wait_port "$SF_PORT"
+wait_tcp "$SF_PORT"
 BODY=$($PY -c 'import sys,urllib.request; print(urllib.request.urlopen("http://127.0.0.1:%s/id" % sys.argv[1]).read().decode())' "$SF_PORT")
 NG_PORT=$(free_port)
 mkdir -p "$DIR/body"
@@ -165,7 +148,7 @@ sed -e "s|listen 127.0.0.1:@PORT@;|listen 127.0.0.1:@PORT@ http2;|" \
   "$HERE/nginx_const.conf.in" > "$DIR/nginx.conf"
 taskset -c "$SERVER_CPU" "$NGINX" -p "$DIR" -c "$DIR/nginx.conf" 2>"$DIR/nginx.log" &
 NG_PID=$!; PIDS="$PIDS $NG_PID"
-wait_port "$NG_PORT"
+wait_tcp "$NG_PORT"
 
 echo
 echo "== GET /id over h2c: snowflaked THREADS=1 vs nginx http2 return 200 (one worker)"
@@ -180,7 +163,7 @@ PIDS=""
 SF_PORT=$(free_port)
 MACHINE_ID=1 PORT=$SF_PORT BIND=127.0.0.1 "$SNOWFLAKED" 2>"$DIR/sf2.log" &
 SF_PID=$!; PIDS="$SF_PID"
-wait_port "$SF_PORT"
+wait_tcp "$SF_PORT"
 sleep 0.5
 RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SF_PID/status")
 echo

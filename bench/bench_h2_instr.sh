@@ -34,19 +34,6 @@ BENCH=bench_h2_instr
 printf '\000\000\000\000\002\010\001' > "$DIR/next.bin" # NextRequest{count: 1}
 NEXT=/snowflake.v1.Snowflake/Next
 
-wait_port() { # wait_port PORT: up to 60 s (valgrind starts slowly)
-  $PY - "$1" <<'PYEOF'
-import socket, sys, time
-for _ in range(6000):
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.01)
-sys.exit("bench_h2_instr.sh: nothing answers on port %s" % sys.argv[1])
-PYEOF
-}
-
 # instr BINARY N STREAMS NAME -> the server's instructions, start to exit,
 # serving N calls
 instr() {
@@ -55,7 +42,7 @@ instr() {
     valgrind --tool=callgrind --callgrind-out-file="$out" "$1" \
     2>>"$DIR/valgrind.log" &
   pid=$! # in $(...): PIDS would not reach cleanup, so killed here
-  wait_port "$port"
+  wait_tcp "$port" 60 # valgrind starts slowly
   h2load -t1 -c"$CONNS" -m"$3" -n"$2" -d "$DIR/next.bin" \
     -H "content-type: application/grpc" -H "te: trailers" \
     "http://127.0.0.1:$port$NEXT" > "$DIR/h2load.out" 2>&1 || true

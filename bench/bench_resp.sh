@@ -29,15 +29,6 @@ N_PLAIN=${N_PLAIN:-400000}
 BENCH=bench_resp NEED="redis-benchmark redis-server redis-cli taskset"
 . "$(dirname "$0")/preamble.sh"
 
-wait_ping() { # wait_ping PORT
-  i=0
-  until [ "$(redis-cli -p "$1" PING 2>/dev/null)" = PONG ]; do
-    i=$((i + 1))
-    [ $i -lt 500 ] || { echo "bench_resp.sh: nothing answers on $1" >&2; exit 1; }
-    sleep 0.01
-  done
-}
-
 SF_PORT=$(free_port)
 SF_RPORT=$(free_port)
 MACHINE_ID=1 PORT=$SF_PORT REDIS_PORT=$SF_RPORT BIND=127.0.0.1 THREADS=1 \
@@ -63,8 +54,6 @@ wait_ping "$RD_PORT"
 # redis holds a value as long as the IDs snowflaked answers.
 redis-cli -p "$RD_PORT" SET id "$(redis-cli -p "$SF_RPORT" GET id)" >/dev/null
 
-# cpu_ticks PID: user + system time of PID so far, in clock ticks.
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
 # bench PORT N PIPELINE -> requests/s

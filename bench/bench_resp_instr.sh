@@ -36,12 +36,7 @@ total() {
       >>"$DIR/valgrind.log" 2>&1 &
   fi
   pid=$! # in $(...): PIDS would not reach cleanup, so killed here
-  i=0
-  until [ "$(redis-cli -p "$port" PING 2>/dev/null)" = PONG ]; do
-    i=$((i + 1))
-    [ $i -lt 3000 ] || { echo "$BENCH: $1 does not answer" >&2; kill "$pid"; exit 1; }
-    sleep 0.02
-  done
+  wait_ping "$port" 60 || { kill "$pid"; exit 1; } # valgrind starts slowly
   [ "$1" != redis ] || redis-cli -p "$port" SET id 123456789012345678 >/dev/null
   redis-benchmark -p "$port" -c "$CONNS" -n "$3" -P "$4" -q GET id >/dev/null 2>&1
   kill "$pid"; wait "$pid" || true

@@ -38,8 +38,6 @@ for _ in range(500):
 sys.exit("bench_views.sh: snowflaked does not answer")
 PYEOF
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SF_PID/stat"; }
-
 echo "== GET /ids?count=10000&format=F: snowflaked THREADS=1 (cpu $SERVER_CPU)," \
   "wrk -t1 -c$CONNS ${DURATION}s (cpu $CLIENT_CPU) x $ROUNDS rounds"
 printf '%-6s %-8s %10s %12s %14s %8s\n' round format "req/s" "IDs/s" "cpu ms/req" non2xx
@@ -48,10 +46,10 @@ r=1
 while [ "$r" -le "$ROUNDS" ]; do
   for f in $FORMATS; do
     url="http://127.0.0.1:$PORT/ids?count=10000&format=$f"
-    c0=$(cpu_ticks)
+    c0=$(cpu_ticks "$SF_PID")
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" \
       > "$DIR/wrk.out" 2>&1 || true
-    c1=$(cpu_ticks)
+    c1=$(cpu_ticks "$SF_PID")
     awk -v f="$f" -v r="$r" -v dt="$((c1 - c0))" -v tck="$TCK" '
       /requests in/        { n = $1 }
       $1 == "Requests/sec:" { rps = $2 }

@@ -8,7 +8,8 @@
 # (on PATH or in /usr/sbin). Sets PY, NCPU, SERVER_CPU and CLIENT_CPU
 # (taskset pinning, overridable), HERE (bench/), SNOWFLAKED (checked to
 # exist), DIR (a temporary folder) and PIDS (processes to kill); at exit, or
-# on INT and TERM, kills PIDS and removes DIR. Defines free_port.
+# on INT and TERM, kills PIDS and removes DIR. Defines free_port,
+# cpu_ticks, wait_tcp and wait_ping.
 SNOWFLAKED=${SNOWFLAKED:-build/snowflaked}
 PY=${PYTHON:-/usr/bin/python3}
 NCPU=$(nproc)
@@ -33,4 +34,33 @@ trap cleanup EXIT INT TERM
 
 free_port() {
   $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# cpu_ticks PID: user + system time of PID so far, in clock ticks (CLK_TCK).
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+
+# wait_tcp PORT [SECONDS]: until 127.0.0.1:PORT accepts (10 s by default;
+# more for a server under valgrind), else fail naming the port.
+wait_tcp() {
+  $PY - "$1" "${2:-10}" "$BENCH" <<'PYEOF'
+import socket, sys, time
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.01)
+sys.exit("%s: nothing answers on port %s" % (sys.argv[3], sys.argv[1]))
+PYEOF
+}
+
+# wait_ping PORT [SECONDS]: until a RESP server on PORT answers PING (5 s by
+# default), else return 1 naming the port.
+wait_ping() {
+  end=$(($(date +%s) + ${2:-5}))
+  until [ "$(redis-cli -p "$1" PING 2>/dev/null)" = PONG ]; do
+    [ "$(date +%s)" -lt "$end" ] || { echo "$BENCH: nothing answers on $1" >&2; return 1; }
+    sleep 0.01
+  done
 }
