@@ -67,7 +67,7 @@ rounds() {
     done
     r=$((r + 1))
   done
-  awk -v a="$a" -v b="$b" '
+  awk -v a="$a" -v b="$b" "$AWK_MEDIAN"'
     { n[$1]++; rps[$1] += $2; cpu[$1] += $3; c[$1, $4] = $3 }
     END {
       x = rps[a] / n[a]; y = rps[b] / n[b]
@@ -77,11 +77,9 @@ rounds() {
         a, cx, b, cy, a, b, cy / cx
       # CPU a request, a/b, in each round: one slow round moves the means,
       # not the median of these
-      for (r = 1; r <= n[a]; r++) {
+      for (r = 1; r <= n[a]; r++)
         v[r] = c[b, r] > 0 ? c[a, r] / c[b, r] : 0
-        for (k = r; k > 1 && v[k - 1] > v[k]; k--) { t = v[k]; v[k] = v[k - 1]; v[k - 1] = t }
-      }
-      m = n[a] % 2 ? v[(n[a] + 1) / 2] : (v[n[a] / 2] + v[n[a] / 2 + 1]) / 2
+      m = median(v, n[a])
       printf "CPU us/request %s/%s: %.3f of the means, %.3f the median of %d rounds\n",
         a, b, cx / cy, m, n[a]
     }' "$DIR/rounds"

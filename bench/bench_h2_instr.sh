@@ -65,8 +65,7 @@ per_call() {
     echo $(((t2 - t1) / (N2 - N1))) >> "$DIR/runs"
     k=$((k + 1))
   done
-  sort -n "$DIR/runs" | awk '{ v[NR] = $1 } END {
-    printf "%d", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+  awk "$AWK_MEDIAN"'{ v[NR] = $1 } END { printf "%d", median(v, NR) }' "$DIR/runs"
 }
 
 echo "== gRPC $NEXT count=1: user-space instructions per call (valgrind --tool=callgrind)"

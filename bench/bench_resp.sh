@@ -92,19 +92,18 @@ done
 # Means over the rounds; the GET/s ratio also per round (its median, lowest
 # and highest), since a round pairs the servers in time and one slow round
 # moves the means.
-awk -v base="${BASELINE:-}" '
+awk -v base="${BASELINE:-}" "$AWK_MEDIAN"'
   { k = $1 " " $2; s[k] += $3; u[k] += $4; n[k]++
     r = $1 " " ++seen[k]; v[r " " $2] = $3; rounds[$1] = seen[k] }
   function m(a, k) { return n[k] ? a[k] / n[k] : 0 }
   # spread: the per-round GET/s ratios snowflaked/who, "median (lo-hi)".
-  function spread(md, who,   i, k, j, t, x) {
+  function spread(md, who,   i, k, x, med) {
     k = 0
     for (i = 1; i <= rounds[md]; i++)
       if (v[md " " i " " who]) x[++k] = v[md " " i " snowflaked"] / v[md " " i " " who]
-    for (i = 2; i <= k; i++)
-      for (j = i; j > 1 && x[j - 1] > x[j]; j--) { t = x[j]; x[j] = x[j - 1]; x[j - 1] = t }
     if (k == 0) return "-"
-    return sprintf("%.3f (%.3f-%.3f)", k % 2 ? x[(k + 1) / 2] : (x[k / 2] + x[k / 2 + 1]) / 2, x[1], x[k])
+    med = median(x, k) # sorts x: lowest first
+    return sprintf("%.3f (%.3f-%.3f)", med, x[1], x[k])
   }
   END {
     printf "\n%-7s %12s %12s %7s %26s %10s %12s\n", "mode", "snowflaked/s",

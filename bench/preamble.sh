@@ -9,7 +9,7 @@
 # (taskset pinning, overridable), HERE (bench/), SNOWFLAKED (checked to
 # exist), DIR (a temporary folder) and PIDS (processes to kill); at exit, or
 # on INT and TERM, kills PIDS and removes DIR. Defines free_port,
-# cpu_ticks, wait_tcp and wait_ping.
+# cpu_ticks, wait_tcp, wait_ping and AWK_MEDIAN.
 SNOWFLAKED=${SNOWFLAKED:-build/snowflaked}
 PY=${PYTHON:-/usr/bin/python3}
 NCPU=$(nproc)
@@ -64,3 +64,12 @@ wait_ping() {
     sleep 0.01
   done
 }
+
+# AWK_MEDIAN: an awk function to put in front of a program (awk
+# "$AWK_MEDIAN"'...'): median(x, k) sorts x[1..k] in place (so x[1] and
+# x[k] are then the lowest and highest) and returns its median.
+AWK_MEDIAN='function median(x, k,   i, j, t) {
+  for (i = 2; i <= k; i++)
+    for (j = i; j > 1 && x[j - 1] > x[j]; j--) { t = x[j]; x[j] = x[j - 1]; x[j - 1] = t }
+  return k % 2 ? x[(k + 1) / 2] : (x[k / 2] + x[k / 2 + 1]) / 2
+}'
